@@ -1,0 +1,499 @@
+// vitiq/model/vit.hpp -- the Vision Transformer with Shifted Patch Tokenization and Locality
+// Self-Attention (Lee, Lee & Song 2021), forward and backward, on any backend.
+//
+// The model owns three flat buffers in backend memory: parameters, gradients (same layout, see
+// param_layout.hpp) and activations (sized for the current batch). forward() keeps everything the
+// backward needs, including the post-softmax attention of every block [L, B, h, N, N], which
+// attention rollout reads directly. backward() follows the forward line by line in reverse:
+// parameter gradients accumulate, activation gradients are assigned, the residual stream's
+// gradient accumulates over the branches.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "vitiq/backend.hpp"
+#include "vitiq/config.hpp"
+#include "vitiq/cpu/backend.hpp"
+#include "vitiq/cpu/rng.hpp"
+#include "vitiq/model/param_layout.hpp"
+
+namespace vitiq {
+
+/// @brief Run-time regularisation of a model in training mode (all off by default).
+struct Regularization {
+  double emb_dropout = 0.0;       ///< dropout after the position embedding
+  double attn_dropout = 0.0;      ///< dropout on the attention probabilities
+  double dropout = 0.0;           ///< dropout after the attention projection and in the MLP
+  double stochastic_depth = 0.0;  ///< per-sample drop rate of each residual branch
+};
+
+/// @brief A ViT of shape `C` on backend `Backend` (CpuBackend<float> by default).
+/// @tparam C        the model configuration (validated at compile time)
+/// @tparam BackendT a type satisfying vitiq::Backend
+template <Config C, class BackendT = CpuBackend<float>>
+class ViT {
+  static_assert(validate_config<C>());
+  static_assert(Backend<BackendT>, "vitiq::ViT: BackendT does not satisfy the vitiq::Backend concept");
+
+ public:
+  using Backend = BackendT;
+  using T = typename Backend::Scalar;
+  using Buffer = typename Backend::Buffer;
+  using Index = std::ptrdiff_t;
+
+  static constexpr Config config = C;
+  static constexpr auto offsets = param_offsets<C>();
+  /// Number of learnable scalars (length of parameters() and gradients()).
+  static constexpr std::size_t num_params = offsets.total;
+
+  static constexpr Index D = C.dim, L = C.depth, h = C.heads, d = C.dim_head, I = C.inner_dim(),
+                         M = C.mlp_dim, K = C.num_classes, N = C.num_tokens(), n = C.num_patches(),
+                         PD = C.patch_dim(), Ch = C.channels, S = C.image_size, P = C.patch_size;
+
+  /// @brief A model with default initialisation (see init_parameters) from `seed`.
+  explicit ViT(Backend backend = {}, std::uint64_t seed = 0)
+      : backend_(std::move(backend)),
+        params_(backend_.allocate(num_params)),
+        grads_(backend_.allocate(num_params)) {
+    init_parameters(seed);
+  }
+
+  ViT(ViT&&) noexcept = default;
+  ViT& operator=(ViT&&) noexcept = default;
+
+  /// @brief The specification's default initialisation: Linear weights and biases
+  /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)); LayerNorm weight 1, bias 0; position embedding and class
+  /// token N(0, 1); temperature log(d^-0.5) (shared_log) or d^-0.5 (per_head).
+  void init_parameters(std::uint64_t seed) {
+    std::vector<T> host(num_params, T(0));
+    Rng rng(seed);
+    for (const ParamInfo& p : param_table<C>()) {
+      T* x = host.data() + p.offset;
+      switch (p.kind) {
+        case ParamKind::weight:
+        case ParamKind::bias: {
+          const double fan_in = p.kind == ParamKind::weight ? double(p.shape[1]) : bias_fan_in(p);
+          const double bound = 1.0 / std::sqrt(fan_in);
+          for (std::size_t i = 0; i < p.size; ++i) x[i] = T(rng.uniform(-bound, bound));
+          break;
+        }
+        case ParamKind::norm: {
+          const bool is_weight = p.name.ends_with("weight");
+          for (std::size_t i = 0; i < p.size; ++i) x[i] = is_weight ? T(1) : T(0);
+          break;
+        }
+        case ParamKind::embedding:
+          for (std::size_t i = 0; i < p.size; ++i) x[i] = T(rng.normal());
+          break;
+        case ParamKind::temperature: {
+          const double tau = 1.0 / std::sqrt(double(d));
+          for (std::size_t i = 0; i < p.size; ++i)
+            x[i] = T(C.temperature == Temperature::shared_log ? std::log(tau) : tau);
+          break;
+        }
+      }
+    }
+    backend_.to_device(params_.data(), host.data(), num_params);
+    zero_grad();
+  }
+
+  Backend& backend() { return backend_; }
+  const Backend& backend() const { return backend_; }
+
+  /// @brief The flat parameter buffer [num_params] in backend memory (layout: param_layout.hpp).
+  T* parameters() { return params_.data(); }
+  const T* parameters() const { return params_.data(); }
+  /// @brief The flat gradient buffer [num_params], same layout; backward() accumulates into it.
+  T* gradients() { return grads_.data(); }
+  const T* gradients() const { return grads_.data(); }
+
+  /// @brief Copy the parameters to a host vector [num_params].
+  std::vector<T> parameters_to_host() const { return to_host_vector(params_.data(), num_params); }
+  /// @brief Copy the gradients to a host vector [num_params].
+  std::vector<T> gradients_to_host() const { return to_host_vector(grads_.data(), num_params); }
+  /// @brief Replace all parameters from host memory [num_params].
+  void set_parameters(std::span<const T> host) {
+    if (host.size() != num_params) throw std::invalid_argument("vitiq::ViT::set_parameters: wrong length");
+    backend_.to_device(params_.data(), host.data(), num_params);
+  }
+
+  /// @brief Set every gradient to zero.
+  void zero_grad() { backend_.fill(grads_.data(), T(0), num_params); }
+
+  /// @brief Training mode enables dropout and stochastic depth; evaluation (default) disables them.
+  void set_training(bool on) { training_ = on; }
+  bool training() const { return training_; }
+  void set_regularization(const Regularization& r) { reg_ = r; }
+  const Regularization& regularization() const { return reg_; }
+  /// @brief Seed of the dropout masks; with the forward counter it fixes every mask.
+  void set_dropout_seed(std::uint64_t seed) { dropout_seed_ = seed; }
+  /// @brief Number of forward passes run in training mode (the dropout stream counter).
+  std::uint64_t forward_count() const { return forward_count_; }
+  void set_forward_count(std::uint64_t c) { forward_count_ = c; }
+
+  /// @brief Forward pass on images in backend memory.
+  /// @param images [B, C, H, W], normalised.
+  /// @param batch  B >= 1.
+  /// @return logits [B, K] in backend memory, valid until the next forward.
+  const T* forward_device(const T* images, Index batch) {
+    if (batch < 1) throw std::invalid_argument("vitiq::ViT::forward: batch must be >= 1");
+    prepare(batch);
+    const Index B = batch, BN = B * N;
+    Backend& be = backend_;
+    const T* w = params_.data();
+    const auto& o = offsets;
+    const bool train = training_;
+    const std::uint64_t pass = train ? forward_count_++ : 0;
+    std::uint64_t stream = pass * 4096;  // each masked tensor of this pass gets its own stream
+
+    // Patch embedding: SPT gather, LayerNorm over PD features, Linear PD -> D.
+    be.spt_forward(a_.patches, images, B, Ch, S, S, P, C.spt);                    // [B, n, PD]
+    be.layernorm_forward(a_.patch_ln, a_.patch_mean, a_.patch_rstd, a_.patches, w + o.patch_norm_w,
+                         w + o.patch_norm_b, B * n, PD);                         // [B*n, PD]
+    be.gemm(false, true, B * n, D, PD, T(1), a_.patch_ln, PD, w + o.patch_w, PD, T(0), a_.tokens, D);
+    be.add_bias(a_.tokens, w + o.patch_b, B * n, D);                             // [B*n, D]
+    be.embed_forward(a_.resid[0], a_.tokens, w + o.cls_token, w + o.pos_embedding, B, N, D);  // [B, N, D]
+    if (train && reg_.emb_dropout > 0) {
+      be.dropout_mask(a_.emb_mask, BN * D, T(reg_.emb_dropout), dropout_seed_, stream++);
+      be.multiply(a_.resid[0], a_.resid[0], a_.emb_mask, BN * D);
+    }
+
+    for (Index l = 0; l < L; ++l) {
+      const BlockOffsets& bo = o.blocks[l];
+      BlockActs& ba = a_.block[l];
+      // ---- attention branch: mid = resid + drop(LSA(LN1(resid)))
+      be.layernorm_forward(ba.ln1, ba.ln1_mean, ba.ln1_rstd, a_.resid[l], w + bo.attn_norm_w,
+                           w + bo.attn_norm_b, BN, D);                            // [B*N, D]
+      be.gemm(false, true, BN, 3 * I, D, T(1), ba.ln1, D, w + bo.qkv_w, D, T(0), ba.qkv, 3 * I);  // [B*N, 3I]
+      // scores S[b, j] = Q_bj K_bj^T: Q_bj rows of qkv at column j*d, K_bj at column I + j*d.
+      be.gemm_batched(false, true, N, N, d, T(1), ba.qkv, 3 * I, N * 3 * I, d, ba.qkv + I, 3 * I,
+                      N * 3 * I, d, T(0), ba.scores, N, h * N * N, N * N, B, h);  // [B, h, N, N]
+      be.attention_softmax_forward(ba.attn, ba.scores, w + bo.temperature, temperature_mode(),
+                                   fixed_tau(), C.lsa, B, h, N);                  // [B, h, N, N]
+      const T* attn_used = ba.attn;
+      if (train && reg_.attn_dropout > 0) {
+        be.dropout_mask(ba.attn_mask, B * h * N * N, T(reg_.attn_dropout), dropout_seed_, stream++);
+        be.multiply(ba.attn_dropped, ba.attn, ba.attn_mask, B * h * N * N);
+        attn_used = ba.attn_dropped;
+      }
+      // o[b, :, j*d:(j+1)*d] = A_bj V_bj, heads concatenated head-major.
+      be.gemm_batched(false, false, N, d, N, T(1), attn_used, N, h * N * N, N * N, ba.qkv + 2 * I,
+                      3 * I, N * 3 * I, d, T(0), ba.attn_out, I, N * I, d, B, h);  // [B, N, I]
+      be.gemm(false, true, BN, D, I, T(1), ba.attn_out, I, w + bo.out_w, I, T(0), a_.branch, D);
+      be.add_bias(a_.branch, w + bo.out_b, BN, D);                                // [B*N, D]
+      apply_branch_regularization(a_.branch, ba.proj_mask, ba.sd_attn, B, stream);
+      be.copy(ba.mid, a_.resid[l], BN * D);
+      be.add(ba.mid, a_.branch, BN * D);                                          // [B, N, D]
+
+      // ---- MLP branch: resid' = mid + drop(W2 drop(GELU(W1 LN2(mid) + b1)) + b2)
+      be.layernorm_forward(ba.ln2, ba.ln2_mean, ba.ln2_rstd, ba.mid, w + bo.mlp_norm_w,
+                           w + bo.mlp_norm_b, BN, D);                             // [B*N, D]
+      be.gemm(false, true, BN, M, D, T(1), ba.ln2, D, w + bo.fc1_w, D, T(0), ba.hidden_pre, M);
+      be.add_bias(ba.hidden_pre, w + bo.fc1_b, BN, M);                            // [B*N, M]
+      be.gelu_forward(ba.hidden, ba.hidden_pre, BN * M);                          // [B*N, M]
+      const T* hidden_used = ba.hidden;
+      if (train && reg_.dropout > 0) {
+        be.dropout_mask(ba.hidden_mask, BN * M, T(reg_.dropout), dropout_seed_, stream++);
+        be.multiply(ba.hidden_dropped, ba.hidden, ba.hidden_mask, BN * M);
+        hidden_used = ba.hidden_dropped;
+      }
+      be.gemm(false, true, BN, D, M, T(1), hidden_used, M, w + bo.fc2_w, M, T(0), a_.branch, D);
+      be.add_bias(a_.branch, w + bo.fc2_b, BN, D);                                // [B*N, D]
+      apply_branch_regularization(a_.branch, ba.fc2_mask, ba.sd_mlp, B, stream);
+      be.copy(a_.resid[l + 1], ba.mid, BN * D);
+      be.add(a_.resid[l + 1], a_.branch, BN * D);                                 // [B, N, D]
+    }
+
+    // Pool, head LayerNorm, Linear D -> K.
+    be.pool_forward(a_.pooled, a_.resid[L], C.pool, B, N, D);                     // [B, D]
+    be.layernorm_forward(a_.head_ln, a_.head_mean, a_.head_rstd, a_.pooled, w + o.head_norm_w,
+                         w + o.head_norm_b, B, D);                                // [B, D]
+    be.gemm(false, true, B, K, D, T(1), a_.head_ln, D, w + o.head_w, D, T(0), a_.logits, K);
+    be.add_bias(a_.logits, w + o.head_b, B, K);                                   // [B, K]
+    return a_.logits;
+  }
+
+  /// @brief Forward pass from host memory: copies images [B, C, H, W] in and logits [B, K] out.
+  std::span<const T> forward(std::span<const T> images, Index batch) {
+    const std::size_t per_image = std::size_t(Ch * S * S);
+    if (images.size() != per_image * std::size_t(batch))
+      throw std::invalid_argument("vitiq::ViT::forward: images must hold batch * C * H * W values");
+    const T* input = images.data();
+    if constexpr (!std::is_same_v<Backend, CpuBackend<T>>) {
+      input_ = backend_.allocate(images.size());
+      backend_.to_device(input_.data(), images.data(), images.size());
+      input = input_.data();
+    }
+    const T* logits = forward_device(input, batch);
+    host_logits_.resize(std::size_t(batch * K));
+    backend_.to_host(host_logits_.data(), logits, host_logits_.size());
+    return host_logits_;
+  }
+
+  /// @brief Backward pass of the last forward: accumulates every parameter gradient.
+  /// @param dlogits [B, K] gradient of the loss w.r.t. the logits, in backend memory.
+  /// @param dimages optional [B, C, H, W] output: gradient w.r.t. the input images (assigned).
+  void backward_device(const T* dlogits, T* dimages = nullptr) {
+    const Index B = batch_, BN = B * N;
+    if (B == 0) throw std::logic_error("vitiq::ViT::backward: no forward pass to differentiate");
+    Backend& be = backend_;
+    const T* w = params_.data();
+    T* g = grads_.data();
+    const auto& o = offsets;
+    const bool train = training_;
+
+    // Head: logits = head_ln Wh^T + bh; head_ln = LN(pooled).
+    be.gemm(true, false, K, D, B, T(1), dlogits, K, a_.head_ln, D, T(1), g + o.head_w, D);  // dWh += dlogits^T head_ln
+    be.bias_backward(g + o.head_b, dlogits, B, K);
+    be.gemm(false, false, B, D, K, T(1), dlogits, K, w + o.head_w, D, T(0), a_.d_head_ln, D);  // [B, D]
+    be.layernorm_backward(a_.d_pooled, g + o.head_norm_w, g + o.head_norm_b, a_.d_head_ln, a_.pooled,
+                          a_.head_mean, a_.head_rstd, w + o.head_norm_w, B, D);  // [B, D]
+    be.pool_backward(a_.d_resid, a_.d_pooled, C.pool, B, N, D);                 // [B, N, D]
+
+    for (Index l = L - 1; l >= 0; --l) {
+      const BlockOffsets& bo = o.blocks[l];
+      BlockActs& ba = a_.block[l];
+      // ---- MLP branch. d_resid holds dL/d resid[l+1] = dL/d mid (identity path) + branch path.
+      be.copy(a_.d_branch, a_.d_resid, BN * D);
+      undo_branch_regularization(a_.d_branch, ba.fc2_mask, ba.sd_mlp, B);        // [B*N, D]
+      const bool hidden_drop = train && reg_.dropout > 0;
+      const T* hidden_used = hidden_drop ? ba.hidden_dropped : ba.hidden;
+      be.gemm(true, false, D, M, BN, T(1), a_.d_branch, D, hidden_used, M, T(1), g + bo.fc2_w, M);
+      be.bias_backward(g + bo.fc2_b, a_.d_branch, BN, D);
+      be.gemm(false, false, BN, M, D, T(1), a_.d_branch, D, w + bo.fc2_w, M, T(0), a_.d_hidden, M);  // [B*N, M]
+      if (hidden_drop) be.multiply(a_.d_hidden, a_.d_hidden, ba.hidden_mask, BN * M);
+      be.gelu_backward(a_.d_hidden, a_.d_hidden, ba.hidden_pre, BN * M);         // d hidden_pre
+      be.gemm(true, false, M, D, BN, T(1), a_.d_hidden, M, ba.ln2, D, T(1), g + bo.fc1_w, D);
+      be.bias_backward(g + bo.fc1_b, a_.d_hidden, BN, M);
+      be.gemm(false, false, BN, D, M, T(1), a_.d_hidden, M, w + bo.fc1_w, D, T(0), a_.d_ln, D);  // [B*N, D]
+      be.layernorm_backward(a_.d_branch, g + bo.mlp_norm_w, g + bo.mlp_norm_b, a_.d_ln, ba.mid,
+                            ba.ln2_mean, ba.ln2_rstd, w + bo.mlp_norm_w, BN, D);
+      be.add(a_.d_resid, a_.d_branch, BN * D);                                   // now dL/d mid
+
+      // ---- attention branch.
+      be.copy(a_.d_branch, a_.d_resid, BN * D);
+      undo_branch_regularization(a_.d_branch, ba.proj_mask, ba.sd_attn, B);      // d proj [B*N, D]
+      be.gemm(true, false, D, I, BN, T(1), a_.d_branch, D, ba.attn_out, I, T(1), g + bo.out_w, I);
+      be.bias_backward(g + bo.out_b, a_.d_branch, BN, D);
+      be.gemm(false, false, BN, I, D, T(1), a_.d_branch, D, w + bo.out_w, I, T(0), a_.d_attn_out, I);  // [B*N, I]
+      const bool attn_drop = train && reg_.attn_dropout > 0;
+      const T* attn_used = attn_drop ? ba.attn_dropped : ba.attn;
+      // dA_used[b,j] = dO_bj V_bj^T      [B, h, N, N]
+      be.gemm_batched(false, true, N, N, d, T(1), a_.d_attn_out, I, N * I, d, ba.qkv + 2 * I, 3 * I,
+                      N * 3 * I, d, T(0), a_.d_attn, N, h * N * N, N * N, B, h);
+      // dV_bj = A_used^T dO_bj  -> the v columns of d_qkv
+      be.gemm_batched(true, false, N, d, N, T(1), attn_used, N, h * N * N, N * N, a_.d_attn_out, I,
+                      N * I, d, T(0), a_.d_qkv + 2 * I, 3 * I, N * 3 * I, d, B, h);
+      if (attn_drop) be.multiply(a_.d_attn, a_.d_attn, ba.attn_mask, B * h * N * N);
+      if (keep_attn_grad_) be.copy(ba.d_attn_kept, a_.d_attn, std::size_t(B * h * N * N));
+      be.attention_softmax_backward(a_.d_scores, g + bo.temperature, a_.d_attn, ba.attn, ba.scores,
+                                    w + bo.temperature, temperature_mode(), fixed_tau(), B, h, N);
+      // dQ_bj = dS_bj K_bj ; dK_bj = dS_bj^T Q_bj
+      be.gemm_batched(false, false, N, d, N, T(1), a_.d_scores, N, h * N * N, N * N, ba.qkv + I, 3 * I,
+                      N * 3 * I, d, T(0), a_.d_qkv, 3 * I, N * 3 * I, d, B, h);
+      be.gemm_batched(true, false, N, d, N, T(1), a_.d_scores, N, h * N * N, N * N, ba.qkv, 3 * I,
+                      N * 3 * I, d, T(0), a_.d_qkv + I, 3 * I, N * 3 * I, d, B, h);
+      be.gemm(true, false, 3 * I, D, BN, T(1), a_.d_qkv, 3 * I, ba.ln1, D, T(1), g + bo.qkv_w, D);
+      be.gemm(false, false, BN, D, 3 * I, T(1), a_.d_qkv, 3 * I, w + bo.qkv_w, D, T(0), a_.d_ln, D);
+      be.layernorm_backward(a_.d_branch, g + bo.attn_norm_w, g + bo.attn_norm_b, a_.d_ln, a_.resid[l],
+                            ba.ln1_mean, ba.ln1_rstd, w + bo.attn_norm_w, BN, D);
+      be.add(a_.d_resid, a_.d_branch, BN * D);                                   // now dL/d resid[l]
+    }
+
+    // Embedding: resid[0] = drop(embed(tokens, cls, pos)).
+    if (train && reg_.emb_dropout > 0) be.multiply(a_.d_resid, a_.d_resid, a_.emb_mask, BN * D);
+    be.embed_backward(a_.d_tokens, g + o.cls_token, g + o.pos_embedding, a_.d_resid, B, N, D);  // [B*n, D]
+    be.gemm(true, false, D, PD, B * n, T(1), a_.d_tokens, D, a_.patch_ln, PD, T(1), g + o.patch_w, PD);
+    be.bias_backward(g + o.patch_b, a_.d_tokens, B * n, D);
+    be.gemm(false, false, B * n, PD, D, T(1), a_.d_tokens, D, w + o.patch_w, PD, T(0), a_.d_patch_ln, PD);
+    be.layernorm_backward(a_.d_patches, g + o.patch_norm_w, g + o.patch_norm_b, a_.d_patch_ln,
+                          a_.patches, a_.patch_mean, a_.patch_rstd, w + o.patch_norm_w, B * n, PD);
+    if (dimages) be.spt_backward(dimages, a_.d_patches, B, Ch, S, S, P, C.spt);
+  }
+
+  /// @brief Host-memory variant of backward_device: dlogits [B, K] from the host.
+  void backward(std::span<const T> dlogits) {
+    if (dlogits.size() != std::size_t(batch_ * K))
+      throw std::invalid_argument("vitiq::ViT::backward: dlogits must hold B * K values");
+    const T* src = dlogits.data();
+    if constexpr (!std::is_same_v<Backend, CpuBackend<T>>) {
+      dlogits_ = backend_.allocate(dlogits.size());
+      backend_.to_device(dlogits_.data(), dlogits.data(), dlogits.size());
+      src = dlogits_.data();
+    }
+    backward_device(src);
+  }
+
+  /// @brief Batch size of the last forward (0 before the first).
+  Index batch() const { return batch_; }
+  /// @brief Logits [B, K] of the last forward, in backend memory.
+  const T* logits() const { return a_.logits; }
+  /// @brief Post-softmax attention of block `layer` from the last forward, [B, h, N, N], in
+  /// backend memory (before attention dropout).
+  const T* attention(Index layer) const { return a_.block.at(std::size_t(layer)).attn; }
+  /// @brief Host copy of attention(layer), [B, h, N, N].
+  std::vector<T> attention_to_host(Index layer) const {
+    return to_host_vector(attention(layer), std::size_t(batch_ * h * N * N));
+  }
+  /// @brief Gradient of the loss w.r.t. the post-softmax attention of block `layer` from the last
+  /// backward, [B, h, N, N], kept only when keep_attention_gradients(true) was set.
+  const T* attention_gradient(Index layer) const { return a_.block.at(std::size_t(layer)).d_attn_kept; }
+  void keep_attention_gradients(bool on) { keep_attn_grad_ = on; batch_ = 0; }
+
+ private:
+  struct BlockActs {
+    T *ln1, *ln1_mean, *ln1_rstd, *qkv, *scores, *attn, *attn_mask, *attn_dropped, *attn_out,
+        *proj_mask, *sd_attn, *mid, *ln2, *ln2_mean, *ln2_rstd, *hidden_pre, *hidden, *hidden_mask,
+        *hidden_dropped, *fc2_mask, *sd_mlp, *d_attn_kept;
+  };
+  struct Acts {
+    T *patches, *patch_ln, *patch_mean, *patch_rstd, *tokens, *emb_mask, *pooled, *head_ln, *head_mean,
+        *head_rstd, *logits, *branch;
+    std::vector<T*> resid;            // L + 1 tensors [B, N, D]
+    std::vector<BlockActs> block;     // L
+    // backward scratch
+    T *d_head_ln, *d_pooled, *d_resid, *d_branch, *d_hidden, *d_ln, *d_attn_out, *d_attn, *d_scores,
+        *d_qkv, *d_tokens, *d_patch_ln, *d_patches;
+  };
+
+  static constexpr TemperatureMode temperature_mode() {
+    if (!C.lsa) return TemperatureMode::fixed;
+    return C.temperature == Temperature::shared_log ? TemperatureMode::shared_log : TemperatureMode::per_head;
+  }
+  static T fixed_tau() { return T(1.0 / std::sqrt(double(d))); }
+
+  static double bias_fan_in(const ParamInfo& p) {
+    // A bias's fan-in is its Linear's input width: find it from the name's weight sibling.
+    if (p.name.find("to_patch_tokens") != std::string::npos) return double(PD);
+    if (p.name.find("to_out") != std::string::npos) return double(I);
+    if (p.name.find("net.1") != std::string::npos) return double(D);
+    if (p.name.find("net.4") != std::string::npos) return double(M);
+    return double(D);  // mlp_head.1
+  }
+
+  std::vector<T> to_host_vector(const T* src, std::size_t count) const {
+    std::vector<T> out(count);
+    backend_.to_host(out.data(), src, count);
+    return out;
+  }
+
+  /// Dropout then stochastic depth on a branch output [B*N, D], masks kept for the backward.
+  void apply_branch_regularization(T* branch, T* mask, T* sd_scale, Index B, std::uint64_t& stream) {
+    Backend& be = backend_;
+    if (!training_) return;
+    if (reg_.dropout > 0) {
+      be.dropout_mask(mask, std::size_t(B * N * D), T(reg_.dropout), dropout_seed_, stream++);
+      be.multiply(branch, branch, mask, std::size_t(B * N * D));
+    }
+    if (reg_.stochastic_depth > 0) {
+      be.dropout_mask(sd_scale, std::size_t(B), T(reg_.stochastic_depth), dropout_seed_, stream++);
+      be.scale_rows(branch, sd_scale, B, N * D);
+    }
+  }
+  /// The gradient of apply_branch_regularization, in place on d [B*N, D].
+  void undo_branch_regularization(T* dbranch, const T* mask, const T* sd_scale, Index B) {
+    Backend& be = backend_;
+    if (!training_) return;
+    if (reg_.dropout > 0) be.multiply(dbranch, dbranch, mask, std::size_t(B * N * D));
+    if (reg_.stochastic_depth > 0) be.scale_rows(dbranch, sd_scale, B, N * D);
+  }
+
+  /// Size the activation buffer for batch B and carve the named views out of it.
+  void prepare(Index B) {
+    const bool drop = training_ && reg_.dropout > 0, attn_drop = training_ && reg_.attn_dropout > 0,
+               emb_drop = training_ && reg_.emb_dropout > 0, sd = training_ && reg_.stochastic_depth > 0;
+    const std::uint32_t shape_key = (drop ? 1u : 0u) | (attn_drop ? 2u : 0u) | (emb_drop ? 4u : 0u) |
+                                    (sd ? 8u : 0u) | (keep_attn_grad_ ? 16u : 0u);
+    if (B == batch_ && shape_key == shape_key_) return;
+    const std::size_t BN = std::size_t(B * N), BHNN = std::size_t(B * h * N * N), Bn = std::size_t(B * n);
+    std::size_t total = 0;
+    // Two passes: the first counts, the second hands out pointers.
+    for (int pass = 0; pass < 2; ++pass) {
+      T* base = pass ? acts_.data() : nullptr;
+      std::size_t at = 0;
+      auto take = [&](std::size_t count) -> T* {
+        T* p = (base && count) ? base + at : nullptr;
+        at += (count + 15) / 16 * 16;  // keep every tensor 64-byte aligned
+        return p;
+      };
+      a_.patches = take(Bn * PD);
+      a_.patch_ln = take(Bn * PD);
+      a_.patch_mean = take(Bn);
+      a_.patch_rstd = take(Bn);
+      a_.tokens = take(Bn * D);
+      a_.emb_mask = take(emb_drop ? BN * D : 0);
+      a_.resid.assign(std::size_t(L + 1), nullptr);
+      for (auto& r : a_.resid) r = take(BN * D);
+      a_.block.assign(std::size_t(L), BlockActs{});
+      for (auto& ba : a_.block) {
+        ba.ln1 = take(BN * D);
+        ba.ln1_mean = take(BN);
+        ba.ln1_rstd = take(BN);
+        ba.qkv = take(BN * 3 * I);
+        ba.scores = take(BHNN);
+        ba.attn = take(BHNN);
+        ba.attn_mask = take(attn_drop ? BHNN : 0);
+        ba.attn_dropped = take(attn_drop ? BHNN : 0);
+        ba.attn_out = take(BN * I);
+        ba.proj_mask = take(drop ? BN * D : 0);
+        ba.sd_attn = take(sd ? std::size_t(B) : 0);
+        ba.mid = take(BN * D);
+        ba.ln2 = take(BN * D);
+        ba.ln2_mean = take(BN);
+        ba.ln2_rstd = take(BN);
+        ba.hidden_pre = take(BN * M);
+        ba.hidden = take(BN * M);
+        ba.hidden_mask = take(drop ? BN * M : 0);
+        ba.hidden_dropped = take(drop ? BN * M : 0);
+        ba.fc2_mask = take(drop ? BN * D : 0);
+        ba.sd_mlp = take(sd ? std::size_t(B) : 0);
+        ba.d_attn_kept = take(keep_attn_grad_ ? BHNN : 0);
+      }
+      a_.branch = take(BN * D);
+      a_.pooled = take(std::size_t(B * D));
+      a_.head_ln = take(std::size_t(B * D));
+      a_.head_mean = take(std::size_t(B));
+      a_.head_rstd = take(std::size_t(B));
+      a_.logits = take(std::size_t(B * K));
+      a_.d_head_ln = take(std::size_t(B * D));
+      a_.d_pooled = take(std::size_t(B * D));
+      a_.d_resid = take(BN * D);
+      a_.d_branch = take(BN * D);
+      a_.d_hidden = take(BN * M);
+      a_.d_ln = take(BN * D);
+      a_.d_attn_out = take(BN * I);
+      a_.d_attn = take(BHNN);
+      a_.d_scores = take(BHNN);
+      a_.d_qkv = take(BN * 3 * I);
+      a_.d_tokens = take(Bn * D);
+      a_.d_patch_ln = take(Bn * PD);
+      a_.d_patches = take(Bn * PD);
+      if (pass == 0) {
+        total = at;
+        if (acts_.size() < total) acts_ = backend_.allocate(total);
+      }
+    }
+    batch_ = B;
+    shape_key_ = shape_key;
+  }
+
+  Backend backend_;
+  Buffer params_, grads_, acts_, input_, dlogits_;
+  Acts a_{};
+  std::vector<T> host_logits_;
+  Index batch_ = 0;
+  std::uint32_t shape_key_ = 0;
+  bool training_ = false;
+  bool keep_attn_grad_ = false;
+  Regularization reg_{};
+  std::uint64_t dropout_seed_ = 0;
+  std::uint64_t forward_count_ = 0;
+};
+
+}  // namespace vitiq

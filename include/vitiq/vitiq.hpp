@@ -13,3 +13,4 @@
 #include "vitiq/train/loss.hpp"
 #include "vitiq/train/optimizer.hpp"
 #include "vitiq/train/schedule.hpp"
+#include "vitiq/model/flops.hpp"

@@ -1,0 +1,28 @@
+// vitiq/model/flops.hpp -- matrix-multiply FLOP counts of the model, for benchmarks.
+//
+// Counts only the GEMMs (2 FLOPs per multiply-add): patch embedding, q/k/v, scores, attention
+// times values, output projection, the two MLP layers and the head. A training step is counted as
+// three forwards (forward, and two GEMMs per forward GEMM in the backward).
+#pragma once
+
+#include "vitiq/config.hpp"
+
+namespace vitiq {
+
+/// @brief Matmul FLOPs of one image's forward pass.
+constexpr double forward_flops(const Config& c) {
+  const double n = c.num_patches(), N = c.num_tokens(), D = c.dim, PD = c.patch_dim(), I = c.inner_dim(),
+               M = c.mlp_dim, K = c.num_classes, h = c.heads, d = c.dim_head;
+  const double block = 2 * N * D * 3 * I   // qkv
+                       + 2 * h * N * N * d  // q k^T
+                       + 2 * h * N * N * d  // A v
+                       + 2 * N * I * D      // output projection
+                       + 2 * N * D * M      // MLP up
+                       + 2 * N * M * D;     // MLP down
+  return 2 * n * PD * D + c.depth * block + 2 * D * K;
+}
+
+/// @brief Matmul FLOPs of one image's training step (forward + backward = 3 x forward).
+constexpr double training_flops(const Config& c) { return 3 * forward_flops(c); }
+
+}  // namespace vitiq

@@ -1,0 +1,244 @@
+// vitiq/io/weights.hpp -- model weights and training checkpoints as safetensors files, with the
+// PyTorch parameter names of the specification (both naming schemes on import).
+//
+// A weights file stores every parameter under its PyTorch name and the configuration in
+// `__metadata__` (keys = Config field names). Loading refuses, naming the field or tensor, a file
+// whose configuration or shapes differ from the model's. A checkpoint adds the optimiser moments
+// (`optimizer.exp_avg.<name>`, `optimizer.exp_avg_sq.<name>`) and the training state (step,
+// epoch, RNG state, dropout stream) in the metadata. Every write is atomic (temporary file, then
+// rename), so an interrupted write never leaves a partial file in place.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "vitiq/config.hpp"
+#include "vitiq/error.hpp"
+#include "vitiq/io/safetensors.hpp"
+#include "vitiq/model/param_layout.hpp"
+#include "vitiq/train/optimizer.hpp"
+
+namespace vitiq {
+
+/// @brief Which PyTorch naming scheme to write (both are accepted on read).
+enum class NamingScheme {
+  current,  ///< norms inside the modules (the current reference implementation)
+  legacy,   ///< PreNorm wrappers (the original per-observer project)
+};
+
+/// @brief The configuration as safetensors metadata (keys = Config field names).
+inline std::map<std::string, std::string> config_to_metadata(const Config& c) {
+  return {{"image_size", std::to_string(c.image_size)},
+          {"patch_size", std::to_string(c.patch_size)},
+          {"channels", std::to_string(c.channels)},
+          {"dim", std::to_string(c.dim)},
+          {"depth", std::to_string(c.depth)},
+          {"heads", std::to_string(c.heads)},
+          {"dim_head", std::to_string(c.dim_head)},
+          {"mlp_dim", std::to_string(c.mlp_dim)},
+          {"num_classes", std::to_string(c.num_classes)},
+          {"spt", std::string(to_string(c.spt))},
+          {"lsa", c.lsa ? "true" : "false"},
+          {"temperature", std::string(to_string(c.temperature))},
+          {"pool", std::string(to_string(c.pool))}};
+}
+
+/// @brief Compare the configuration stored in `metadata` with `expected`.
+/// Fields absent from the metadata are not checked (files written by other tools); a present
+/// field that differs or does not parse throws ConfigMismatch naming the file and the field.
+/// @return the number of configuration fields found and checked
+inline int check_config_metadata(const Config& expected, const std::map<std::string, std::string>& metadata,
+                                 const std::string& source) {
+  int found = 0;
+  for (const auto& [key, want] : config_to_metadata(expected)) {
+    auto it = metadata.find(key);
+    if (it == metadata.end()) continue;
+    ++found;
+    if (it->second != want)
+      throw ConfigMismatch(source + ": configuration field '" + key + "' is " + it->second +
+                           " in the file, but the model has " + want);
+  }
+  return found;
+}
+
+namespace detail {
+
+inline std::vector<std::int64_t> to_shape(const std::vector<std::size_t>& s) {
+  return {s.begin(), s.end()};
+}
+
+template <class T>
+constexpr io::DType dtype_of() {
+  return std::is_same_v<T, double> ? io::DType::F64 : io::DType::F32;
+}
+
+/// Which naming scheme a file uses: the first tensor whose two names differ decides.
+inline NamingScheme detect_scheme(const io::SafetensorsFile& file, const std::vector<ParamInfo>& table,
+                                  const std::string& prefix) {
+  for (const ParamInfo& p : table) {
+    if (p.name == p.legacy_name) continue;
+    if (file.contains(prefix + p.name)) return NamingScheme::current;
+    if (file.contains(prefix + p.legacy_name)) return NamingScheme::legacy;
+    throw ConfigMismatch(file.source() + ": no tensor named '" + prefix + p.name + "' (nor its legacy name '" +
+                         prefix + p.legacy_name + "')");
+  }
+  return NamingScheme::current;
+}
+
+/// Read every tensor of `table` under `prefix` into host[offset...], checking shapes.
+template <class T>
+void read_tensors(const io::SafetensorsFile& file, const std::vector<ParamInfo>& table, const std::string& prefix,
+                  std::vector<T>& host) {
+  const NamingScheme scheme = detect_scheme(file, table, prefix);
+  for (const ParamInfo& p : table) {
+    const std::string name = prefix + (scheme == NamingScheme::current ? p.name : p.legacy_name);
+    if (!file.contains(name)) throw ConfigMismatch(file.source() + ": no tensor named '" + name + "'");
+    const auto shape = to_shape(p.shape);
+    file.read_into<T>(name, shape, std::span<T>(host.data() + p.offset, p.size));
+  }
+}
+
+template <class T>
+void add_tensors(io::SafetensorsWriter& w, const std::vector<ParamInfo>& table, const std::string& prefix,
+                 const std::vector<T>& host, NamingScheme scheme) {
+  for (const ParamInfo& p : table)
+    w.add<T>(prefix + (scheme == NamingScheme::current ? p.name : p.legacy_name), to_shape(p.shape),
+             std::span<const T>(host.data() + p.offset, p.size), dtype_of<T>());
+}
+
+}  // namespace detail
+
+/// @brief Write the model's parameters to a safetensors file (atomically).
+/// @param extra_metadata written beside the configuration (e.g. training provenance)
+template <class Model>
+void save_weights(const Model& model, const std::filesystem::path& path, NamingScheme scheme = NamingScheme::current,
+                  const std::map<std::string, std::string>& extra_metadata = {}) {
+  using T = typename Model::T;
+  io::SafetensorsWriter w;
+  for (const auto& [k, v] : extra_metadata) w.set_metadata(k, v);
+  for (const auto& [k, v] : config_to_metadata(Model::config)) w.set_metadata(k, v);
+  w.set_metadata("format", "vitiq-weights");
+  detail::add_tensors<T>(w, param_table<Model::config>(), "", model.parameters_to_host(), scheme);
+  w.write(path);
+}
+
+/// @brief Load parameters from a safetensors file written by vitiq or converted from PyTorch
+/// (either naming scheme, F32/F64/F16/BF16). Throws ConfigMismatch naming the field or tensor
+/// when the file does not fit the model, FormatError when the file is malformed.
+/// @param prefix prefix of the tensor names (e.g. "param." in the golden test files)
+template <class Model>
+void load_weights(Model& model, const std::filesystem::path& path, const std::string& prefix = "") {
+  const io::SafetensorsFile file = io::SafetensorsFile::load(path);
+  load_weights(model, file, prefix);
+}
+
+/// @brief load_weights from an already parsed file.
+template <class Model>
+void load_weights(Model& model, const io::SafetensorsFile& file, const std::string& prefix = "") {
+  using T = typename Model::T;
+  check_config_metadata(Model::config, file.metadata(), file.source());
+  std::vector<T> host(Model::num_params);
+  detail::read_tensors<T>(file, param_table<Model::config>(), prefix, host);
+  model.set_parameters(host);
+}
+
+/// @brief Everything besides weights and optimiser moments that a resumed run needs.
+struct TrainState {
+  std::int64_t step = 0;             ///< optimiser steps taken
+  std::int64_t epoch = 0;            ///< epochs completed
+  std::uint64_t rng_state[4] = {};   ///< the data-order / augmentation generator (Rng::state)
+  std::uint64_t forward_count = 0;   ///< the model's dropout stream counter
+  std::uint64_t dropout_seed = 0;    ///< the model's dropout seed
+  std::map<std::string, std::string> extra;  ///< anything else (schedule state, best metric, ...)
+};
+
+/// @brief Write a training checkpoint (weights, Adam moments, TrainState), atomically.
+template <class Model, class Optimizer>
+void save_checkpoint(const std::filesystem::path& path, const Model& model, const Optimizer& opt,
+                     const TrainState& state) {
+  using T = typename Model::T;
+  const auto table = param_table<Model::config>();
+  io::SafetensorsWriter w;
+  for (const auto& [k, v] : state.extra) w.set_metadata("extra." + k, v);
+  for (const auto& [k, v] : config_to_metadata(Model::config)) w.set_metadata(k, v);
+  const AdamOptions& o = opt.options();
+  auto num = [](auto x) { std::ostringstream s; s.precision(17); s << x; return s.str(); };
+  w.set_metadata("format", "vitiq-checkpoint");
+  w.set_metadata("optimizer.kind", o.kind == OptimizerKind::adamw ? "adamw" : "adam");
+  w.set_metadata("optimizer.lr", num(o.lr));
+  w.set_metadata("optimizer.beta1", num(o.beta1));
+  w.set_metadata("optimizer.beta2", num(o.beta2));
+  w.set_metadata("optimizer.eps", num(o.eps));
+  w.set_metadata("optimizer.weight_decay", num(o.weight_decay));
+  w.set_metadata("optimizer.decay_all", o.decay_all ? "true" : "false");
+  w.set_metadata("optimizer.step", std::to_string(opt.steps()));
+  w.set_metadata("train.step", std::to_string(state.step));
+  w.set_metadata("train.epoch", std::to_string(state.epoch));
+  w.set_metadata("train.forward_count", std::to_string(state.forward_count));
+  w.set_metadata("train.dropout_seed", std::to_string(state.dropout_seed));
+  for (int i = 0; i < 4; ++i) w.set_metadata("train.rng_state." + std::to_string(i), std::to_string(state.rng_state[i]));
+  detail::add_tensors<T>(w, table, "", model.parameters_to_host(), NamingScheme::current);
+  std::vector<T> host(Model::num_params);
+  model.backend().to_host(host.data(), opt.m(), host.size());
+  detail::add_tensors<T>(w, table, "optimizer.exp_avg.", host, NamingScheme::current);
+  model.backend().to_host(host.data(), opt.v(), host.size());
+  detail::add_tensors<T>(w, table, "optimizer.exp_avg_sq.", host, NamingScheme::current);
+  w.write(path);
+}
+
+/// @brief Restore a checkpoint written by save_checkpoint into `model` and `opt`; returns the
+/// training state. The optimiser keeps its own hyper-parameters; only its moments and step
+/// count are restored. Throws FormatError naming the file and key when the state is missing.
+template <class Model, class Optimizer>
+TrainState load_checkpoint(const std::filesystem::path& path, Model& model, Optimizer& opt) {
+  using T = typename Model::T;
+  const io::SafetensorsFile file = io::SafetensorsFile::load(path);
+  const auto& md = file.metadata();
+  auto get = [&](const std::string& key) -> const std::string& {
+    auto it = md.find(key);
+    if (it == md.end()) throw FormatError(file.source() + ": checkpoint metadata has no '" + key + "'");
+    return it->second;
+  };
+  auto to_u64 = [&](const std::string& key) -> std::uint64_t {
+    const std::string& s = get(key);
+    std::size_t used = 0;
+    unsigned long long v = 0;
+    try { v = std::stoull(s, &used); } catch (...) { used = 0; }
+    if (used != s.size() || s.empty() || s[0] == '-')
+      throw FormatError(file.source() + ": checkpoint metadata '" + key + "' is not a number: '" + s + "'");
+    return v;
+  };
+  if (get("format") != "vitiq-checkpoint")
+    throw FormatError(file.source() + ": not a vitiq checkpoint (format '" + get("format") + "')");
+  if (check_config_metadata(Model::config, md, file.source()) != 13)
+    throw FormatError(file.source() + ": checkpoint metadata lacks configuration fields");
+  TrainState st;
+  st.step = std::int64_t(to_u64("train.step"));
+  st.epoch = std::int64_t(to_u64("train.epoch"));
+  st.forward_count = to_u64("train.forward_count");
+  st.dropout_seed = to_u64("train.dropout_seed");
+  for (int i = 0; i < 4; ++i) st.rng_state[i] = to_u64("train.rng_state." + std::to_string(i));
+  for (const auto& [k, v] : md)
+    if (k.rfind("extra.", 0) == 0) st.extra[k.substr(6)] = v;
+  const auto table = param_table<Model::config>();
+  std::vector<T> host(Model::num_params), m(Model::num_params), v(Model::num_params);
+  detail::read_tensors<T>(file, table, "", host);
+  detail::read_tensors<T>(file, table, "optimizer.exp_avg.", m);
+  detail::read_tensors<T>(file, table, "optimizer.exp_avg_sq.", v);
+  const std::int64_t opt_steps = std::int64_t(to_u64("optimizer.step"));
+  // Everything is parsed: only now change the caller's objects.
+  model.set_parameters(host);
+  model.backend().to_device(opt.m(), m.data(), m.size());
+  model.backend().to_device(opt.v(), v.data(), v.size());
+  opt.set_steps(opt_steps);
+  model.set_forward_count(st.forward_count);
+  model.set_dropout_seed(st.dropout_seed);
+  return st;
+}
+
+}  // namespace vitiq

@@ -1,0 +1,226 @@
+// tests/test_model.cpp -- properties of the model and of the training pieces: attention rows sum
+// to 1 and the LSA diagonal is zero in every block, a tiny model overfits 16 images, dropout is
+// reproducible and thread-count independent, Adam / AdamW / clipping / schedules follow PyTorch's
+// formulas, and the parameter layout matches the PyTorch names and shapes.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <set>
+#include <vector>
+
+#include "vitiq/vitiq.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace {
+
+template <class T>
+std::vector<T> random_vec(std::size_t n, std::uint64_t seed) {
+  vitiq::Rng rng(seed);
+  std::vector<T> v(n);
+  for (auto& x : v) x = T(rng.normal());
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("presets have the specification's shapes", "[config]") {
+  using namespace vitiq::presets;
+  STATIC_REQUIRE(tiny.num_tokens() == 17);
+  STATIC_REQUIRE(tiny.patch_dim() == 5 * 3 * 64);
+  STATIC_REQUIRE(cifar.num_tokens() == 65);
+  STATIC_REQUIRE(cifar.inner_dim() == 192);
+  STATIC_REQUIRE(aio.num_tokens() == 65);
+  STATIC_REQUIRE(iqa.num_tokens() == 65);
+  STATIC_REQUIRE(seed.num_tokens() == 257);
+  STATIC_REQUIRE(seed.patch_dim() == 5 * 3 * 256);
+  STATIC_REQUIRE(vitiq::Config{.spt = vitiq::SptVariant::none}.patch_dim() == 3 * 64);
+  STATIC_REQUIRE(vitiq::ValidConfig<tiny>);
+  STATIC_REQUIRE_FALSE(vitiq::ValidConfig<vitiq::Config{.image_size = 30, .patch_size = 8}>);
+  STATIC_REQUIRE_FALSE(vitiq::ValidConfig<vitiq::Config{.heads = 0}>);
+  CHECK(vitiq::config_error(vitiq::Config{.image_size = 30}) == "image_size must be divisible by patch_size");
+  CHECK(vitiq::config_error(tiny).empty());
+  // Training FLOPs per image quoted in the CPU speed issue: cifar 1.14, aio 0.28, iqa 1.68 GFLOP.
+  CHECK(vitiq::training_flops(cifar) * 1e-9 == Approx(1.14).margin(0.01));
+  CHECK(vitiq::training_flops(aio) * 1e-9 == Approx(0.28).margin(0.01));
+  CHECK(vitiq::training_flops(iqa) * 1e-9 == Approx(1.68).margin(0.01));
+}
+
+TEST_CASE("parameter table: PyTorch names, shapes and a gap-free layout", "[layout]") {
+  const auto table = vitiq::param_table<vitiq::presets::tiny>();
+  std::size_t at = 0;
+  std::set<std::string> names;
+  for (const auto& p : table) {
+    CHECK(p.offset == at);
+    at += p.size;
+    names.insert(p.name);
+  }
+  CHECK(at == vitiq::param_count<vitiq::presets::tiny>());
+  CHECK(names.size() == table.size());
+  // 4 patch + pos + cls + 2 * 12 per block + 4 head
+  CHECK(table.size() == 6 + 2 * 12 + 4);
+  CHECK(table.front().name == "to_patch_embedding.to_patch_tokens.1.weight");
+  CHECK(names.count("transformer.layers.1.0.temperature") == 1);
+  CHECK(names.count("transformer.layers.0.1.net.4.bias") == 1);
+  for (const auto& p : table) {
+    if (p.name == "transformer.layers.0.1.net.1.weight") {
+      CHECK(p.legacy_name == "transformer.layers.0.1.fn.net.0.weight");
+      CHECK(p.shape == std::vector<std::size_t>{64, 32});
+    }
+    if (p.name == "transformer.layers.0.1.net.0.weight") CHECK(p.legacy_name == "transformer.layers.0.1.norm.weight");
+    if (p.name == "pos_embedding") CHECK(p.shape == std::vector<std::size_t>{1, 17, 32});
+    if (p.name == "transformer.layers.0.0.temperature") CHECK(p.shape.empty());
+  }
+}
+
+TEST_CASE("attention rows sum to 1 and the LSA diagonal is zero in every block", "[model][attention]") {
+  vitiq::ViT<vitiq::presets::tiny> model({}, 3);
+  const int B = 3;
+  const auto images = random_vec<float>(B * 3 * 32 * 32, 1);
+  model.forward(images, B);
+  constexpr int N = vitiq::presets::tiny.num_tokens(), h = vitiq::presets::tiny.heads;
+  for (int l = 0; l < vitiq::presets::tiny.depth; ++l) {
+    const auto A = model.attention_to_host(l);
+    REQUIRE(A.size() == std::size_t(B * h * N * N));
+    for (int row = 0; row < B * h * N; ++row) {
+      double s = 0;
+      for (int c = 0; c < N; ++c) s += A[std::size_t(row * N + c)];
+      CHECK(s == Approx(1.0).epsilon(1e-6));
+      CHECK(A[std::size_t(row * N + row % N)] == 0.0f);
+    }
+  }
+}
+
+TEST_CASE("eval mode is deterministic and ignores dropout; training dropout is seeded and thread-count independent",
+          "[model][dropout]") {
+  vitiq::ViT<vitiq::presets::tiny> model({}, 4);
+  const int B = 2;
+  const auto images = random_vec<float>(B * 3 * 32 * 32, 2);
+  model.set_regularization({.emb_dropout = 0.1, .attn_dropout = 0.1, .dropout = 0.1, .stochastic_depth = 0.1});
+  auto run = [&] {
+    const auto logits = model.forward(images, B);
+    return std::vector<float>(logits.begin(), logits.end());
+  };
+  const auto eval1 = run();
+  model.set_training(true);
+  model.set_dropout_seed(5);
+  model.set_forward_count(10);
+  const auto train1 = run();
+  CHECK(train1 != eval1);
+  model.set_forward_count(10);
+  CHECK(run() == train1);  // same seed and pass counter, same threads: bit for bit
+#if defined(_OPENMP)
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+#endif
+  model.set_forward_count(10);
+  const auto train2 = run();
+#if defined(_OPENMP)
+  omp_set_num_threads(threads);
+#endif
+  // One thread: the same masks (a different mask would move logits by O(1)); GEMM blocking may
+  // differ in the last bits.
+  for (std::size_t i = 0; i < train1.size(); ++i) CHECK(train2[i] == Approx(train1[i]).epsilon(1e-5));
+  model.set_training(false);
+  CHECK(run() == eval1);
+}
+
+TEST_CASE("a tiny model overfits 16 images to 100 % training accuracy", "[model][train]") {
+  constexpr auto C = vitiq::presets::tiny;
+  using Be = vitiq::CpuBackend<float>;
+  vitiq::ViT<C> model({}, 1);
+  const int B = 16;
+  const auto images = random_vec<float>(B * 3 * 32 * 32, 9);
+  std::vector<double> votes;
+  for (int b = 0; b < B; ++b) votes.push_back(double(1 + (b * 7) % 5));
+  const auto targets = vitiq::make_targets<float>(votes, C.num_classes, {.form = vitiq::LabelForm::hard});
+  vitiq::Criterion<Be> loss;
+  vitiq::Adam<Be> opt(model.backend(), vitiq::param_table<C>(), model.num_params, {.lr = 1e-3});
+  model.set_training(true);
+  int step = 0, correct = 0;
+  double l = 0;
+  for (; step < 300; ++step) {
+    const float* z = model.forward_device(images.data(), B);
+    l = loss.forward_backward(model.backend(), z, targets.data(), B, C.num_classes);
+    correct = 0;
+    for (int b = 0; b < B; ++b) {
+      int arg = 0;
+      for (int k = 1; k < C.num_classes; ++k) if (z[b * 5 + k] > z[b * 5 + arg]) arg = k;
+      correct += (arg + 1 == int(votes[std::size_t(b)]));
+    }
+    if (correct == B && l < 0.05) break;
+    model.zero_grad();
+    model.backward_device(loss.dlogits());
+    opt.step(model.parameters(), model.gradients());
+  }
+  INFO("steps " << step << ", loss " << l);
+  std::printf("tiny model: 16 images fitted in %d steps (loss %.4f)\n", step, l);
+  CHECK(correct == B);
+  CHECK(step < 300);
+}
+
+TEST_CASE("Adam and AdamW follow PyTorch's update formulas", "[optim]") {
+  using Be = vitiq::CpuBackend<double>;
+  Be be;
+  std::vector<vitiq::ParamInfo> table{{"w", "w", {2}, 0, 2, vitiq::ParamKind::weight},
+                                      {"b", "b", {1}, 2, 1, vitiq::ParamKind::bias}};
+  for (auto kind : {vitiq::OptimizerKind::adam, vitiq::OptimizerKind::adamw}) {
+    vitiq::AdamOptions o{.kind = kind, .lr = 0.1, .beta1 = 0.8, .beta2 = 0.9, .eps = 1e-3, .weight_decay = 0.5};
+    vitiq::Adam<Be> adam(be, table, 3, o);
+    std::vector<double> p{1.0, -2.0, 3.0}, ref = p, m(3, 0.0), v(3, 0.0);
+    for (int t = 1; t <= 3; ++t) {
+      std::vector<double> g{0.3 * t, -0.1, 0.7 / t};
+      adam.step(p.data(), g.data());
+      for (int i = 0; i < 3; ++i) {
+        const double wd = i < 2 ? 0.5 : 0.0;  // the bias gets no decay
+        double gi = g[std::size_t(i)];
+        if (kind == vitiq::OptimizerKind::adamw) ref[std::size_t(i)] *= 1 - 0.1 * wd;
+        else gi += wd * ref[std::size_t(i)];
+        m[std::size_t(i)] = 0.8 * m[std::size_t(i)] + 0.2 * gi;
+        v[std::size_t(i)] = 0.9 * v[std::size_t(i)] + 0.1 * gi * gi;
+        const double bc1 = 1 - std::pow(0.8, t), bc2 = 1 - std::pow(0.9, t);
+        ref[std::size_t(i)] -= 0.1 / bc1 * m[std::size_t(i)] / (std::sqrt(v[std::size_t(i)]) / std::sqrt(bc2) + 1e-3);
+      }
+    }
+    for (int i = 0; i < 3; ++i) CHECK(p[std::size_t(i)] == Approx(ref[std::size_t(i)]).epsilon(1e-14));
+  }
+}
+
+TEST_CASE("gradient clipping and learning-rate schedules", "[optim]") {
+  vitiq::CpuBackend<double> be;
+  std::vector<double> g{3.0, 4.0};
+  CHECK(vitiq::clip_grad_norm(be, g.data(), 2, 1.0) == Approx(5.0));
+  CHECK(std::hypot(g[0], g[1]) == Approx(1.0 * 5.0 / (5.0 + 1e-6)));
+  std::vector<double> small{0.3, 0.4};
+  vitiq::clip_grad_norm(be, small.data(), 2, 1.0);
+  CHECK(small[0] == 0.3);  // under the limit: untouched
+
+  CHECK(vitiq::warmup_cosine_lr(0, 1.0, 10, 110) == Approx(0.1));
+  CHECK(vitiq::warmup_cosine_lr(9, 1.0, 10, 110) == Approx(1.0));
+  CHECK(vitiq::warmup_cosine_lr(10, 1.0, 10, 110) == Approx(1.0));
+  CHECK(vitiq::warmup_cosine_lr(60, 1.0, 10, 110) == Approx(0.5));
+  CHECK(vitiq::warmup_cosine_lr(110, 1.0, 10, 110, 0.01) == Approx(0.01));
+
+  // ReduceLROnPlateau(factor 0.5, patience 2): torch gives 1, 1, 1, 1, 0.5 for these losses.
+  vitiq::ReduceOnPlateau plateau(1.0, 0.5, 2);
+  std::vector<double> lrs;
+  for (double metric : {1.0, 0.9, 0.95, 0.95, 0.95, 0.5, 0.6}) lrs.push_back(plateau.step(metric));
+  CHECK(lrs == std::vector<double>{1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5});
+}
+
+TEST_CASE("target construction: Gaussian soft labels, smoothing, hard", "[loss]") {
+  float t[5];
+  vitiq::make_target(t, 3.0, 5);
+  CHECK(t[0] == Approx(0.0002).margin(5e-5));
+  CHECK(t[1] == Approx(0.0997).margin(5e-5));
+  CHECK(t[2] == Approx(0.8002).margin(5e-5));
+  vitiq::make_target(t, 2.0, 5, {.form = vitiq::LabelForm::smoothed, .smoothing = 0.1});
+  CHECK(t[1] == Approx(0.92));
+  CHECK(t[0] == Approx(0.02));
+  vitiq::make_target(t, 5.0, 5, {.form = vitiq::LabelForm::hard});
+  CHECK(t[4] == 1.0f);
+  CHECK_THROWS_AS(vitiq::make_target(t, 6.0, 5), std::invalid_argument);
+}

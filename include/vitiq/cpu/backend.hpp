@@ -61,6 +61,10 @@ struct CpuBackend {
   using Buffer = HostBuffer<T>;
   using Index = std::ptrdiff_t;
 
+  /// Loops over fewer elements than this run on one thread: a parallel region costs more than
+  /// the work, and idle workers spinning on a busy machine cost far more.
+  static constexpr Index parallel_grain = Index(1) << 15;
+
   // ---------------------------------------------------------------- memory
   /// @brief A zero-filled buffer of n elements.
   Buffer allocate(std::size_t n) const { return Buffer(n); }
@@ -113,7 +117,7 @@ struct CpuBackend {
                     Index sb_inner, T beta, T* C, Index ldc, Index sc_outer, Index sc_inner,
                     Index batch_outer, Index batch_inner) const {
     const Index total = batch_outer * batch_inner;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(total * M * N * K >= parallel_grain)
     for (Index t = 0; t < total; ++t) {
       const Index o = t / batch_inner, i = t % batch_inner;
       gemm(trans_a, trans_b, M, N, K, alpha, A + o * sa_outer + i * sa_inner, lda,
@@ -124,7 +128,7 @@ struct CpuBackend {
   // ---------------------------------------------------------------- elementwise
   /// @brief y[r, c] += b[c] for y [rows, cols].
   void add_bias(T* y, const T* b, Index rows, Index cols) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(rows * cols >= parallel_grain)
     for (Index r = 0; r < rows; ++r)
       for (Index c = 0; c < cols; ++c) y[r * cols + c] += b[c];
   }
@@ -136,25 +140,25 @@ struct CpuBackend {
 
   /// @brief y[i] += x[i].
   void add(T* y, const T* x, std::size_t n) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
     for (Index i = 0; i < Index(n); ++i) y[i] += x[i];
   }
 
   /// @brief y[i] = a[i] * b[i] (dropout masks).
   void multiply(T* y, const T* a, const T* b, std::size_t n) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
     for (Index i = 0; i < Index(n); ++i) y[i] = a[i] * b[i];
   }
 
   /// @brief x[i] *= a.
   void scale(T* x, T a, std::size_t n) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
     for (Index i = 0; i < Index(n); ++i) x[i] *= a;
   }
 
   /// @brief x[r, c] *= s[r] for x [rows, cols] (stochastic depth: one factor per sample).
   void scale_rows(T* x, const T* s, Index rows, Index cols) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(rows * cols >= parallel_grain)
     for (Index r = 0; r < rows; ++r)
       for (Index c = 0; c < cols; ++c) x[r * cols + c] *= s[r];
   }
@@ -162,7 +166,7 @@ struct CpuBackend {
   /// @brief Sum of squares of x, accumulated in double (gradient-norm clipping).
   double sum_squares(const T* x, std::size_t n) const {
     double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
+#pragma omp parallel for reduction(+ : s) schedule(static) if(Index(n) >= parallel_grain)
     for (Index i = 0; i < Index(n); ++i) s += double(x[i]) * double(x[i]);
     return s;
   }
@@ -170,7 +174,7 @@ struct CpuBackend {
   /// @brief True when every x[i] is finite.
   bool all_finite(const T* x, std::size_t n) const {
     int bad = 0;
-#pragma omp parallel for reduction(| : bad) schedule(static)
+#pragma omp parallel for reduction(| : bad) schedule(static) if(Index(n) >= parallel_grain)
     for (Index i = 0; i < Index(n); ++i) bad |= !std::isfinite(x[i]);
     return !bad;
   }
@@ -180,7 +184,7 @@ struct CpuBackend {
   /// on any backend.
   void dropout_mask(T* mask, std::size_t n, T p, std::uint64_t seed, std::uint64_t stream) const {
     const T keep = T(1) / (T(1) - p);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
     for (Index i = 0; i < Index(n); ++i)
       mask[i] = uniform01(seed, stream, std::uint64_t(i)) < double(p) ? T(0) : keep;
   }
@@ -188,14 +192,14 @@ struct CpuBackend {
   /// @brief Exact GELU, y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)).
   void gelu_forward(T* y, const T* x, std::size_t n) const {
     const T r = T(0.70710678118654752440);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
     for (Index i = 0; i < Index(n); ++i) y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * r));
   }
 
   /// @brief dx = dy * GELU'(x), GELU'(x) = Phi(x) + x * phi(x), phi the standard normal density.
   void gelu_backward(T* dx, const T* dy, const T* x, std::size_t n) const {
     const T r = T(0.70710678118654752440), c = T(0.39894228040143267794);  // 1/sqrt(2), 1/sqrt(2 pi)
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
     for (Index i = 0; i < Index(n); ++i) {
       const T cdf = T(0.5) * (T(1) + std::erf(x[i] * r));
       const T pdf = c * std::exp(T(-0.5) * x[i] * x[i]);
@@ -208,7 +212,7 @@ struct CpuBackend {
   /// mean, rstd [rows] are kept for the backward.
   void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, Index rows,
                          Index cols) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(rows * cols >= parallel_grain)
     for (Index r = 0; r < rows; ++r) {
       const T* xr = x + r * cols;
       T* yr = y + r * cols;
@@ -231,7 +235,7 @@ struct CpuBackend {
   /// dw += sum_rows dy * xhat; db += sum_rows dy.
   void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean,
                           const T* rstd, const T* w, Index rows, Index cols) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(rows * cols >= parallel_grain)
     for (Index r = 0; r < rows; ++r) {
       const T* xr = x + r * cols;
       const T* dyr = dy + r * cols;
@@ -276,7 +280,7 @@ struct CpuBackend {
   /// @brief x[b, 0] = cls + pos[0]; x[b, 1 + t] = tokens[b, t] + pos[1 + t].
   /// x [B, N, D], tokens [B, N-1, D], cls [D], pos [N, D].
   void embed_forward(T* x, const T* tokens, const T* cls, const T* pos, Index B, Index N, Index D) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(B * N * D >= parallel_grain)
     for (Index b = 0; b < B; ++b)
       for (Index t = 0; t < N; ++t)
         for (Index c = 0; c < D; ++c)
@@ -286,7 +290,7 @@ struct CpuBackend {
 
   /// @brief Backward of embed_forward: dtokens assigned; dcls, dpos accumulated.
   void embed_backward(T* dtokens, T* dcls, T* dpos, const T* dx, Index B, Index N, Index D) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(B * N * D >= parallel_grain)
     for (Index b = 0; b < B; ++b)
       for (Index t = 1; t < N; ++t)
         for (Index c = 0; c < D; ++c) dtokens[(b * (N - 1) + t - 1) * D + c] = dx[(b * N + t) * D + c];
@@ -296,7 +300,7 @@ struct CpuBackend {
 
   /// @brief out [B, D] = x[b, 0] (cls) or mean over the N tokens (mean); x [B, N, D].
   void pool_forward(T* out, const T* x, Pool pool, Index B, Index N, Index D) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(B * N * D >= parallel_grain)
     for (Index b = 0; b < B; ++b)
       for (Index c = 0; c < D; ++c) {
         if (pool == Pool::cls) {
@@ -311,7 +315,7 @@ struct CpuBackend {
 
   /// @brief Backward of pool_forward: dx [B, N, D] assigned (zero where the pool did not read).
   void pool_backward(T* dx, const T* dout, Pool pool, Index B, Index N, Index D) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(B * N * D >= parallel_grain)
     for (Index b = 0; b < B; ++b)
       for (Index t = 0; t < N; ++t)
         for (Index c = 0; c < D; ++c)
@@ -326,7 +330,7 @@ struct CpuBackend {
   void attention_softmax_forward(T* A, const T* S, const T* param, TemperatureMode mode, T fixed_tau,
                                  bool mask_diagonal, Index B, Index h, Index N) const {
     const T lowest = std::numeric_limits<T>::lowest();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(B * h * N * N >= parallel_grain)
     for (Index row = 0; row < B * h * N; ++row) {
       const Index j = (row / N) % h, i = row % N;
       const T tau = head_tau(param, mode, fixed_tau, j);
@@ -355,7 +359,7 @@ struct CpuBackend {
                                   const T* param, TemperatureMode mode, T fixed_tau, Index B, Index h,
                                   Index N) const {
     std::vector<double> dtau(static_cast<std::size_t>(h), 0.0);
-#pragma omp parallel
+#pragma omp parallel if(B * h * N * N >= parallel_grain)
     {
       std::vector<double> local(static_cast<std::size_t>(h), 0.0);
 #pragma omp for schedule(static)
@@ -394,7 +398,7 @@ struct CpuBackend {
   /// dlogits = grad_scale * (p * sum_k t - t) (assigned). logits, targets [B, K].
   void softmax_cross_entropy(T* loss, T* probs, T* dlogits, const T* logits, const T* targets,
                              T grad_scale, Index B, Index K) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(B * K * 64 >= parallel_grain)
     for (Index b = 0; b < B; ++b) {
       const T* z = logits + b * K;
       const T* t = targets + b * K;
@@ -419,7 +423,7 @@ struct CpuBackend {
   /// loss[b] = (E - v)^2; dlogits[b,k] = grad_scale * 2 (E - v) p_k ((k+1) - E) (assigned).
   void expected_vote_mse(T* loss, T* probs, T* dlogits, const T* logits, const T* votes, T grad_scale,
                          Index B, Index K) const {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(B * K * 64 >= parallel_grain)
     for (Index b = 0; b < B; ++b) {
       const T* z = logits + b * K;
       T mx = z[0];
@@ -445,7 +449,7 @@ struct CpuBackend {
   void adam_update(T* p, const T* g, T* m, T* v, std::size_t n, const AdamStep<T>& s) const {
     const T step_size = s.lr / s.bias_correction1;
     const T bc2_sqrt = std::sqrt(s.bias_correction2);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
     for (Index i = 0; i < Index(n); ++i) {
       T grad = g[i];
       if (s.weight_decay != T(0)) {
@@ -471,7 +475,7 @@ struct CpuBackend {
   /// out[c] += sum_{r < rows} value(r, c) for c < cols, parallel over column blocks.
   template <class F>
   static void column_sums_accumulate(T* out, Index cols, F value, Index rows) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(rows * cols >= parallel_grain)
     for (Index c0 = 0; c0 < cols; c0 += 64) {
       const Index c1 = std::min(cols, c0 + 64);
       double acc[64] = {};
@@ -493,7 +497,7 @@ struct CpuBackend {
       std::copy(ddj, ddj + 5, dj);
     }
     const Index gw = W / P, n = (H / P) * gw, PD = copies * C * P * P;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(B * n * PD >= parallel_grain)
     for (Index b = 0; b < B; ++b)
       for (Index t = 0; t < n; ++t) {
         const Index r0 = (t / gw) * P, c0 = (t % gw) * P;

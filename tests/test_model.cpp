@@ -108,12 +108,15 @@ TEST_CASE("eval mode is deterministic and ignores dropout; training dropout is s
   model.set_training(true);
   model.set_dropout_seed(5);
   model.set_forward_count(10);
+#if defined(_OPENMP)
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(2);
+#endif
   const auto train1 = run();
   CHECK(train1 != eval1);
   model.set_forward_count(10);
   CHECK(run() == train1);  // same seed and pass counter, same threads: bit for bit
 #if defined(_OPENMP)
-  const int threads = omp_get_max_threads();
   omp_set_num_threads(1);
 #endif
   model.set_forward_count(10);

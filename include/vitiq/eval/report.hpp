@@ -1,0 +1,173 @@
+// vitiq/eval/report.hpp -- machine-readable evaluation reports: CSV files (RFC 4180 quoting,
+// written atomically), a ClassificationReport as a JSON object, and confusion matrices as CSV.
+//
+// Numbers are written locale-independently: doubles as printf's "%.17g" would (std::to_chars,
+// general format, 17 significant digits, so they read back bit-exactly); NaN and +-inf (which
+// JSON cannot express) as null in JSON.
+#pragma once
+
+#include <charconv>
+#include <cmath>
+#include <cstddef>
+#include <filesystem>
+#include <fstream>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "vitiq/error.hpp"
+#include "vitiq/eval/metrics.hpp"
+
+namespace vitiq::eval {
+
+/// @brief A double as printf("%.17g") would write it in the "C" locale (round-trips exactly);
+/// "nan", "inf" or "-inf" for non-finite values.
+inline std::string format_double(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 17);
+  return std::string(buf, res.ptr);
+}
+
+/// @brief A double as a JSON value: format_double() for finite values, null for NaN and +-inf.
+inline std::string json_number(double v) { return std::isfinite(v) ? format_double(v) : std::string("null"); }
+
+/// @brief One CSV field, quoted when needed (RFC 4180): a field containing a comma, a double
+/// quote, CR or LF, or starting or ending with a space or tab, is enclosed in double quotes with
+/// every inner double quote doubled; any other field is written as is.
+inline std::string csv_field(std::string_view field) {
+  const bool edge_space = !field.empty() && (field.front() == ' ' || field.front() == '\t' ||
+                                             field.back() == ' ' || field.back() == '\t');
+  if (!edge_space && field.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(field);
+  std::string out = "\"";
+  for (char c : field) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+/// @brief One CSV record: the fields through csv_field(), joined by commas, ending in "\n".
+inline std::string csv_line(std::span<const std::string> fields) {
+  std::string out;
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    if (i) out += ',';
+    out += csv_field(fields[i]);
+  }
+  out += '\n';
+  return out;
+}
+
+/// @brief Write `text` to `path` atomically: first to "<path>.tmp", then std::filesystem::rename
+/// over `path` (readers see the old file or the whole new one, never a part). The directory must
+/// exist. Throws vitiq::IoError naming the file when it cannot be written or renamed (the
+/// temporary file is removed then).
+inline void write_text_file_atomic(const std::filesystem::path& path, std::string_view text) {
+  std::filesystem::path tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw IoError("vitiq::eval: cannot open '" + tmp.string() + "' for writing");
+    out.write(text.data(), std::streamsize(text.size()));
+    out.close();
+    if (!out) {
+      std::error_code ignored;
+      std::filesystem::remove(tmp, ignored);
+      throw IoError("vitiq::eval: cannot write '" + tmp.string() + "'");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw IoError("vitiq::eval: cannot rename '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
+  }
+}
+
+/// @brief Write a CSV file atomically (write_text_file_atomic()): the header line (none if
+/// `header` is empty), then one line per row, fields quoted as csv_field(), lines ending in "\n".
+/// Throws std::invalid_argument, before writing anything, when `header` is non-empty and a row has
+/// another number of fields; vitiq::IoError when the file cannot be written.
+inline void write_csv(const std::filesystem::path& path, std::span<const std::string> header,
+                      std::span<const std::vector<std::string>> rows) {
+  std::string text;
+  if (!header.empty()) text += csv_line(header);
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    if (!header.empty() && rows[r].size() != header.size())
+      throw std::invalid_argument("vitiq::eval::write_csv: row " + std::to_string(r) + " of '" + path.string() +
+                                  "' has " + std::to_string(rows[r].size()) + " fields, the header " +
+                                  std::to_string(header.size()));
+    text += csv_line(rows[r]);
+  }
+  write_text_file_atomic(path, text);
+}
+
+/// @brief A ClassificationReport as one line of JSON (no trailing newline), keys in this order:
+/// {"count":N,"exact_accuracy":..,"within_one":..,"mae_argmax":..,"rmse_argmax":..,
+/// "mae_expected":..,"rmse_expected":..,"macro_f1":..,"quadratic_kappa":..,"plcc":..,"srcc":..,
+/// "krcc":..,"confusion":[[..],..]} -- doubles as json_number() (%.17g, NaN/inf as null), the
+/// confusion as an array of rows [true vote - 1][predicted vote - 1].
+inline std::string classification_report_to_json(const ClassificationReport& r) {
+  std::string s = "{\"count\":" + std::to_string(r.count);
+  const auto field = [&](const char* key, double v) {
+    s += ",\"";
+    s += key;
+    s += "\":";
+    s += json_number(v);
+  };
+  field("exact_accuracy", r.exact_accuracy);
+  field("within_one", r.within_one);
+  field("mae_argmax", r.mae_argmax);
+  field("rmse_argmax", r.rmse_argmax);
+  field("mae_expected", r.mae_expected);
+  field("rmse_expected", r.rmse_expected);
+  field("macro_f1", r.macro_f1);
+  field("quadratic_kappa", r.quadratic_kappa);
+  field("plcc", r.plcc);
+  field("srcc", r.srcc);
+  field("krcc", r.krcc);
+  s += ",\"confusion\":[";
+  for (std::size_t i = 0; i < r.confusion.size(); ++i) {
+    if (i) s += ',';
+    s += '[';
+    for (std::size_t j = 0; j < r.confusion[i].size(); ++j) {
+      if (j) s += ',';
+      s += std::to_string(r.confusion[i][j]);
+    }
+    s += ']';
+  }
+  s += "]}";
+  return s;
+}
+
+/// @brief A K x K confusion matrix as CSV text: the header "true_vote,pred_1,..,pred_K", then
+/// one line per true vote k = 1..K: "k,count(true k, predicted 1),..". Throws
+/// std::invalid_argument when the matrix is not square.
+inline std::string confusion_to_csv(const std::vector<std::vector<long>>& confusion) {
+  const std::size_t k = confusion.size();
+  std::string s = "true_vote";
+  for (std::size_t j = 0; j < k; ++j) s += ",pred_" + std::to_string(j + 1);
+  s += '\n';
+  for (std::size_t i = 0; i < k; ++i) {
+    if (confusion[i].size() != k)
+      throw std::invalid_argument("vitiq::eval::confusion_to_csv: row " + std::to_string(i) + " has " +
+                                  std::to_string(confusion[i].size()) + " entries, expected " + std::to_string(k));
+    s += std::to_string(i + 1);
+    for (long c : confusion[i]) s += ',' + std::to_string(c);
+    s += '\n';
+  }
+  return s;
+}
+
+/// @brief Write confusion_to_csv(confusion) to `path` atomically (write_text_file_atomic()).
+inline void write_confusion_csv(const std::filesystem::path& path, const std::vector<std::vector<long>>& confusion) {
+  write_text_file_atomic(path, confusion_to_csv(confusion));
+}
+
+}  // namespace vitiq::eval

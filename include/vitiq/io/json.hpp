@@ -1,0 +1,324 @@
+// vitiq/io/json.hpp -- a small strict JSON parser and writer (RFC 8259), enough for safetensors
+// headers, configuration files and the programs' JSON reports.
+//
+// Invariant: parse() either returns a complete value or throws FormatError naming the source and
+// the byte offset; nesting deeper than max_depth is refused (hostile input cannot exhaust the stack).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "vitiq/error.hpp"
+
+namespace vitiq::json {
+
+/// @brief A JSON value: null, bool, number, string, array or object (insertion order kept).
+class Value {
+ public:
+  enum class Kind { null, boolean, number, string, array, object };
+
+  Value() = default;
+  static Value make_bool(bool b) { Value v; v.kind_ = Kind::boolean; v.bool_ = b; return v; }
+  static Value make_number(double d, std::string text = {}) {
+    Value v; v.kind_ = Kind::number; v.number_ = d; v.text_ = std::move(text); return v;
+  }
+  static Value make_string(std::string s) { Value v; v.kind_ = Kind::string; v.text_ = std::move(s); return v; }
+  static Value make_array() { Value v; v.kind_ = Kind::array; return v; }
+  static Value make_object() { Value v; v.kind_ = Kind::object; return v; }
+
+  Kind kind() const { return kind_; }
+  bool is_null() const { return kind_ == Kind::null; }
+  bool is_bool() const { return kind_ == Kind::boolean; }
+  bool is_number() const { return kind_ == Kind::number; }
+  bool is_string() const { return kind_ == Kind::string; }
+  bool is_array() const { return kind_ == Kind::array; }
+  bool is_object() const { return kind_ == Kind::object; }
+
+  bool as_bool() const { expect(Kind::boolean, "a boolean"); return bool_; }
+  double as_number() const { expect(Kind::number, "a number"); return number_; }
+  /// @brief The number as an exact int64 (from its text); throws if it is not an integer.
+  std::int64_t as_int64() const {
+    expect(Kind::number, "a number");
+    std::int64_t v = 0;
+    bool neg = false;
+    std::size_t i = 0;
+    if (!text_.empty() && text_[0] == '-') { neg = true; i = 1; }
+    if (i >= text_.size()) throw FormatError("json: '" + text_ + "' is not an integer");
+    for (; i < text_.size(); ++i) {
+      const char c = text_[i];
+      if (c < '0' || c > '9') throw FormatError("json: '" + text_ + "' is not an integer");
+      if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (c - '0'), &v))
+        throw FormatError("json: integer '" + text_ + "' does not fit 64 bits");
+    }
+    return neg ? -v : v;
+  }
+  const std::string& as_string() const { expect(Kind::string, "a string"); return text_; }
+  const std::vector<Value>& as_array() const { expect(Kind::array, "an array"); return array_; }
+  std::vector<Value>& as_array() { expect(Kind::array, "an array"); return array_; }
+  const std::vector<std::pair<std::string, Value>>& as_object() const { expect(Kind::object, "an object"); return object_; }
+
+  /// @brief Member of an object, or nullptr.
+  const Value* find(std::string_view key) const {
+    if (kind_ != Kind::object) return nullptr;
+    for (const auto& [k, v] : object_) if (k == key) return &v;
+    return nullptr;
+  }
+  /// @brief Member of an object; throws FormatError naming the key when absent.
+  const Value& at(std::string_view key) const {
+    const Value* v = find(key);
+    if (!v) throw FormatError("json: no member '" + std::string(key) + "'");
+    return *v;
+  }
+  void push_back(Value v) { expect(Kind::array, "an array"); array_.push_back(std::move(v)); }
+  /// @brief Add (or replace) a member of an object.
+  void set(std::string key, Value v) {
+    expect(Kind::object, "an object");
+    for (auto& [k, old] : object_) if (k == key) { old = std::move(v); return; }
+    object_.emplace_back(std::move(key), std::move(v));
+  }
+
+  /// @brief Serialise (compact). NaN and infinities are written as null.
+  std::string dump() const;
+
+ private:
+  void expect(Kind k, const char* what) const {
+    if (kind_ != k) throw FormatError(std::string("json: value is not ") + what);
+  }
+  Kind kind_ = Kind::null;
+  bool bool_ = false;
+  double number_ = 0;
+  std::string text_;  // string content, or the number's original text
+  std::vector<Value> array_;
+  std::vector<std::pair<std::string, Value>> object_;
+};
+
+/// @brief `s` as a JSON string literal, quotes included.
+inline std::string escape(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += char(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+/// @brief A double as JSON text: %.17g (round-trips), null for NaN and infinities.
+inline std::string number_to_string(double d) {
+  if (!std::isfinite(d)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", d);
+  return buf;
+}
+
+inline std::string Value::dump() const {
+  switch (kind_) {
+    case Kind::null: return "null";
+    case Kind::boolean: return bool_ ? "true" : "false";
+    case Kind::number: return text_.empty() ? number_to_string(number_) : text_;
+    case Kind::string: return escape(text_);
+    case Kind::array: {
+      std::string s = "[";
+      for (std::size_t i = 0; i < array_.size(); ++i) s += (i ? "," : "") + array_[i].dump();
+      return s + "]";
+    }
+    case Kind::object: {
+      std::string s = "{";
+      for (std::size_t i = 0; i < object_.size(); ++i)
+        s += (i ? "," : "") + escape(object_[i].first) + ":" + object_[i].second.dump();
+      return s + "}";
+    }
+  }
+  return "null";
+}
+
+namespace detail {
+
+class Parser {
+ public:
+  Parser(std::string_view text, std::string_view source) : s_(text), source_(source) {}
+
+  Value parse_document() {
+    skip_ws();
+    Value v = parse_value(0);
+    skip_ws();
+    if (pos_ != s_.size()) fail("unexpected trailing characters");
+    return v;
+  }
+
+  static constexpr int max_depth = 64;
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    throw FormatError(std::string(source_) + ": invalid JSON at byte " + std::to_string(pos_) + ": " + what);
+  }
+  void skip_ws() {
+    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) ++pos_;
+  }
+  bool consume(std::string_view lit) {
+    if (s_.substr(pos_, lit.size()) == lit) { pos_ += lit.size(); return true; }
+    return false;
+  }
+  Value parse_value(int depth) {
+    if (depth > max_depth) fail("nesting deeper than " + std::to_string(max_depth));
+    if (pos_ >= s_.size()) fail("unexpected end of input");
+    const char c = s_[pos_];
+    if (c == '{') return parse_object(depth);
+    if (c == '[') return parse_array(depth);
+    if (c == '"') return Value::make_string(parse_string());
+    if (c == '-' || (c >= '0' && c <= '9')) return parse_number();
+    if (consume("true")) return Value::make_bool(true);
+    if (consume("false")) return Value::make_bool(false);
+    if (consume("null")) return Value{};
+    fail(std::string("unexpected character '") + c + "'");
+  }
+  Value parse_object(int depth) {
+    ++pos_;
+    Value obj = Value::make_object();
+    skip_ws();
+    if (consume("}")) return obj;
+    while (true) {
+      skip_ws();
+      if (pos_ >= s_.size() || s_[pos_] != '"') fail("expected a string key");
+      std::string key = parse_string();
+      if (obj.find(key)) fail("duplicate key '" + key + "'");
+      skip_ws();
+      if (!consume(":")) fail("expected ':'");
+      skip_ws();
+      obj.set(std::move(key), parse_value(depth + 1));
+      skip_ws();
+      if (consume(",")) continue;
+      if (consume("}")) return obj;
+      fail("expected ',' or '}'");
+    }
+  }
+  Value parse_array(int depth) {
+    ++pos_;
+    Value arr = Value::make_array();
+    skip_ws();
+    if (consume("]")) return arr;
+    while (true) {
+      skip_ws();
+      arr.push_back(parse_value(depth + 1));
+      skip_ws();
+      if (consume(",")) continue;
+      if (consume("]")) return arr;
+      fail("expected ',' or ']'");
+    }
+  }
+  unsigned hex4() {
+    if (pos_ + 4 > s_.size()) fail("truncated \\u escape");
+    unsigned v = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = s_[pos_++];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= unsigned(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= unsigned(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') v |= unsigned(c - 'A' + 10);
+      else fail("bad hex digit in \\u escape");
+    }
+    return v;
+  }
+  static void append_utf8(std::string& out, unsigned cp) {
+    if (cp < 0x80) out += char(cp);
+    else if (cp < 0x800) { out += char(0xC0 | (cp >> 6)); out += char(0x80 | (cp & 0x3F)); }
+    else if (cp < 0x10000) {
+      out += char(0xE0 | (cp >> 12)); out += char(0x80 | ((cp >> 6) & 0x3F)); out += char(0x80 | (cp & 0x3F));
+    } else {
+      out += char(0xF0 | (cp >> 18)); out += char(0x80 | ((cp >> 12) & 0x3F));
+      out += char(0x80 | ((cp >> 6) & 0x3F)); out += char(0x80 | (cp & 0x3F));
+    }
+  }
+  std::string parse_string() {
+    ++pos_;  // opening quote
+    std::string out;
+    while (true) {
+      if (pos_ >= s_.size()) fail("unterminated string");
+      const unsigned char c = static_cast<unsigned char>(s_[pos_++]);
+      if (c == '"') return out;
+      if (c < 0x20) fail("control character in string");
+      if (c != '\\') { out += char(c); continue; }
+      if (pos_ >= s_.size()) fail("unterminated escape");
+      const char e = s_[pos_++];
+      switch (e) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          unsigned cp = hex4();
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (!consume("\\u")) fail("unpaired high surrogate");
+            const unsigned lo = hex4();
+            if (lo < 0xDC00 || lo > 0xDFFF) fail("invalid low surrogate");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            fail("unpaired low surrogate");
+          }
+          append_utf8(out, cp);
+          break;
+        }
+        default: fail(std::string("bad escape '\\") + e + "'");
+      }
+    }
+  }
+  Value parse_number() {
+    const std::size_t start = pos_;
+    if (s_[pos_] == '-') ++pos_;
+    auto digits = [&] {
+      const std::size_t d0 = pos_;
+      while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') ++pos_;
+      return pos_ - d0;
+    };
+    if (pos_ < s_.size() && s_[pos_] == '0') ++pos_;
+    else if (digits() == 0) fail("bad number");
+    if (pos_ < s_.size() && s_[pos_] == '.') { ++pos_; if (digits() == 0) fail("bad fraction"); }
+    if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
+      ++pos_;
+      if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) ++pos_;
+      if (digits() == 0) fail("bad exponent");
+    }
+    std::string text(s_.substr(start, pos_ - start));
+    return Value::make_number(std::strtod(text.c_str(), nullptr), text);
+  }
+
+  std::string_view s_;
+  std::string_view source_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace detail
+
+/// @brief Parse a complete JSON document.
+/// @param source_name named in error messages (a file name)
+/// @throws FormatError "<source>: invalid JSON at byte <offset>: <what>"
+inline Value parse(std::string_view text, std::string_view source_name) {
+  return detail::Parser(text, source_name).parse_document();
+}
+
+}  // namespace vitiq::json

@@ -1,0 +1,418 @@
+// vitiq/io/image.hpp -- image files in and out, and the preprocessing that feeds a model.
+//
+// Two image types:
+//   ImageU8  [H, W, 3]  8-bit RGB, interleaved, as image files store it;
+//   ImageF   [C, H, W]  float planes, as a model consumes them (values in [0, 1] before
+//                       normalisation).
+// Decoding and encoding use stb_image / stb_image_write. vitiq never defines
+// STB_IMAGE_IMPLEMENTATION: link the compiled library (Debian: pkg-config `stb`) or define the
+// implementation in exactly one translation unit of your own program.
+//
+// Invariants kept here:
+//   - every error on a file or a byte buffer is a vitiq::Error (IoError, FormatError) whose message
+//     starts with the file (or source) name;
+//   - a decoder never allocates for an image larger than max_image_pixels: the header is checked
+//     first (stbi_info_from_memory), so a hostile header cannot force a huge allocation;
+//   - resize_bilinear computes what PyTorch's
+//     F.interpolate(x, size, mode='bilinear', align_corners=False, antialias=False) computes on the
+//     CPU, in the same order of float operations.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#if __has_include(<stb_image.h>)  // include path points into the stb folder (pkg-config stb)
+#include <stb_image.h>
+#include <stb_image_write.h>
+#else  // Debian's plain /usr/include/stb layout
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
+#endif
+
+#include "vitiq/detail/xtensor.hpp"
+#include "vitiq/error.hpp"
+#include "vitiq/io/atomic_file.hpp"
+
+namespace vitiq::io {
+
+/// 8-bit RGB image, shape [H, W, 3], row-major (the channel varies fastest).
+using ImageU8 = xt::xtensor<std::uint8_t, 3>;
+/// Float image, shape [C, H, W], row-major (one plane per channel).
+using ImageF = xt::xtensor<float, 3>;
+
+/// Largest image (width * height) the decoders accept: 2^26 = 67,108,864 pixels (192 MiB as RGB).
+inline constexpr std::int64_t max_image_pixels = std::int64_t{1} << 26;
+
+/// ImageNet channel means (RGB) used by the seed project and by torchvision's models.
+inline constexpr std::array<float, 3> imagenet_mean = {0.485f, 0.456f, 0.406f};
+/// ImageNet channel standard deviations (RGB).
+inline constexpr std::array<float, 3> imagenet_std = {0.229f, 0.224f, 0.225f};
+
+namespace detail {
+
+/// stb's reason for its last failure on this thread ("unknown" when it gave none).
+inline std::string stb_reason() {
+  const char* r = stbi_failure_reason();
+  return r != nullptr && *r != '\0' ? std::string(r) : std::string("unknown reason");
+}
+
+/// Memory sink for stbi_write_*_to_func. The callback runs inside C code, so it must not throw:
+/// an allocation failure is recorded and reported once stb has returned.
+struct ByteSink {
+  std::vector<std::byte> bytes;
+  bool failed = false;
+
+  static void append(void* context, void* data, int size) {
+    auto* self = static_cast<ByteSink*>(context);
+    if (self->failed || size <= 0) return;
+    try {
+      const auto* p = static_cast<const std::byte*>(data);
+      self->bytes.insert(self->bytes.end(), p, p + size);
+    } catch (...) {
+      self->failed = true;
+    }
+  }
+};
+
+/// Check an image about to be encoded; return its (H, W, channels) as ints.
+/// @param img    [H, W, c] with c in 1..4
+/// @param what   "PNG" or "JPEG", for messages
+/// @param max_side  the format's limit on a side (65535 for JPEG)
+inline std::array<int, 3> encodable_shape(const ImageU8& img, const char* what, std::size_t max_side) {
+  const std::size_t h = img.shape(0), w = img.shape(1), c = img.shape(2);
+  if (h == 0 || w == 0)
+    throw Error(std::string("cannot encode an empty image as ") + what + " (" + std::to_string(h) +
+                " x " + std::to_string(w) + ")");
+  if (c < 1 || c > 4)
+    throw Error(std::string("cannot encode an image with ") + std::to_string(c) + " channels as " +
+                what + " (1 to 4 are possible)");
+  if (h > max_side || w > max_side || h * w * c > static_cast<std::size_t>(INT_MAX))
+    throw Error(std::string("image of ") + std::to_string(h) + " x " + std::to_string(w) +
+                " pixels is too large to encode as " + what);
+  return {static_cast<int>(h), static_cast<int>(w), static_cast<int>(c)};
+}
+
+/// One axis of PyTorch's bilinear interpolation: for each output index, the two source indices
+/// and their weights. Mirrors aten/src/ATen/native/UpSample.h (compute_source_index_and_lambda,
+/// area_pixel_compute_source_index, area_pixel_compute_scale) for align_corners = false and float
+/// tensors, including its mix of precisions: the scale in/out is a float; the source coordinate
+/// is computed in double (at::acc_type<float> on the CPU) from that float scale; lambda1 is that
+/// coordinate's fractional part rounded to float, and lambda0 = 1 - lambda1 in float. (Computing
+/// the coordinate in float instead moves some weights by a few ulp; checked against PyTorch 1.13.)
+struct LinearTaps {
+  std::vector<std::size_t> i0, i1;  // [out] source indices
+  std::vector<float> w0, w1;        // [out] their weights, w0 + w1 = 1
+};
+
+inline LinearTaps linear_taps(std::size_t in, std::size_t out) {
+  LinearTaps t;
+  t.i0.resize(out);
+  t.i1.resize(out);
+  t.w0.resize(out);
+  t.w1.resize(out);
+  // area_pixel_compute_scale<float>: (float)input_size / output_size.
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  const double scale_d = scale;  // promoted, as area_pixel_compute_source_index<double> sees it
+  for (std::size_t o = 0; o < out; ++o) {
+    if (in == out) {  // this axis is not resized: copy
+      t.i0[o] = t.i1[o] = o;
+      t.w0[o] = 1.0f;
+      t.w1[o] = 0.0f;
+      continue;
+    }
+    // area_pixel_compute_source_index<double>: half-pixel centres, negative sources clamped to 0.
+    double src = scale_d * (static_cast<double>(o) + 0.5) - 0.5;
+    if (src < 0.0) src = 0.0;
+    const auto lo = static_cast<std::size_t>(src);  // src >= 0: truncation is floor
+    t.i0[o] = lo;
+    t.i1[o] = lo + (lo < in - 1 ? 1 : 0);  // the last row/column pairs with itself
+    const auto w1 = static_cast<float>(src - static_cast<double>(lo));  // in [0, 1)
+    t.w1[o] = w1;
+    t.w0[o] = 1.0f - w1;
+  }
+  return t;
+}
+
+}  // namespace detail
+
+/// @brief Decode an image held in memory (PNG, JPEG, BMP, GIF, TGA, PSD, HDR, PIC, PNM: whatever
+/// stb_image reads) into 8-bit RGB.
+/// Grey, grey + alpha and RGBA images are converted to RGB (alpha is dropped, not composited);
+/// 16-bit PNGs are reduced to 8 bits; a GIF gives its first frame.
+/// @param bytes        the encoded file content
+/// @param source_name  names the data in error messages (usually the file name)
+/// @return [H, W, 3] RGB
+/// @throws FormatError "<source_name>: cannot decode image (<stb's reason>)" when the data is not
+///         an image stb can read, is empty, or is larger than max_image_pixels (checked from the
+///         header, before any pixel buffer is allocated).
+inline ImageU8 decode_image(std::span<const std::byte> bytes, std::string_view source_name) {
+  const std::string name(source_name);
+  if (bytes.empty()) throw FormatError(name + ": cannot decode image (empty file)");
+  if (bytes.size() > static_cast<std::size_t>(INT_MAX))
+    throw FormatError(name + ": cannot decode image (file of " + std::to_string(bytes.size()) +
+                      " bytes is larger than the 2 GiB the decoder accepts)");
+  const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int len = static_cast<int>(bytes.size());
+
+  // Read the header only, and refuse huge images before the decoder allocates for them.
+  int w = 0, h = 0, comp = 0;
+  if (stbi_info_from_memory(data, len, &w, &h, &comp) == 0)
+    throw FormatError(name + ": cannot decode image (" + detail::stb_reason() + ")");
+  if (w <= 0 || h <= 0 || std::int64_t{w} * h > max_image_pixels)
+    throw FormatError(name + ": image of " + std::to_string(w) + " x " + std::to_string(h) +
+                      " pixels exceeds the limit of " + std::to_string(max_image_pixels) +
+                      " pixels");
+
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
+      stbi_load_from_memory(data, len, &w, &h, &comp, /*req_comp=*/3), &stbi_image_free);
+  if (!pixels) throw FormatError(name + ": cannot decode image (" + detail::stb_reason() + ")");
+  if (w <= 0 || h <= 0 || std::int64_t{w} * h > max_image_pixels)  // the decoder disagreed with the header
+    throw FormatError(name + ": cannot decode image (inconsistent size " + std::to_string(w) +
+                      " x " + std::to_string(h) + ")");
+
+  ImageU8 img = ImageU8::from_shape({static_cast<std::size_t>(h), static_cast<std::size_t>(w), 3});
+  std::memcpy(img.data(), pixels.get(), img.size());
+  return img;
+}
+
+/// @brief Read and decode an image file into 8-bit RGB (see decode_image for formats and
+/// conversions).
+/// @param path  the file
+/// @return [H, W, 3] RGB
+/// @throws IoError when the file cannot be read; FormatError naming the file and stb's reason,
+///         e.g. "photo.jpg: cannot decode image (bad huffman code)", when it is not a readable
+///         image or exceeds max_image_pixels.
+inline ImageU8 load_image(const std::filesystem::path& path) {
+  const std::vector<std::byte> bytes = read_file(path);
+  return decode_image(bytes, path.string());
+}
+
+/// @brief Encode an image as PNG in memory (stb_image_write, compression level 8).
+/// @param img  [H, W, c], c = 3 (RGB); 1 (grey), 2 (grey + alpha) and 4 (RGBA) are written too
+/// @return the PNG file content
+/// @throws Error when the image is empty, has another channel count, or is too large.
+inline std::vector<std::byte> encode_png(const ImageU8& img) {
+  const auto [h, w, c] = detail::encodable_shape(img, "PNG", static_cast<std::size_t>(INT_MAX));
+  detail::ByteSink sink;
+  if (stbi_write_png_to_func(&detail::ByteSink::append, &sink, w, h, c, img.data(), w * c) == 0 ||
+      sink.failed)
+    throw Error("cannot encode a " + std::to_string(h) + " x " + std::to_string(w) +
+                " image as PNG (out of memory)");
+  return std::move(sink.bytes);
+}
+
+/// @brief Encode an image as baseline JPEG in memory (stb_image_write).
+/// stb subsamples chroma 4:2:0 at quality <= 90 and keeps full chroma (4:4:4) above 90.
+/// @param img      [H, W, c], c = 3 (RGB) or 1 (grey); 2 and 4 channels are written without alpha
+/// @param quality  1 (worst) .. 100 (best), the IJG quality scale
+/// @return the JPEG file content
+/// @throws Error when quality is outside 1..100, or the image is empty, has a side over 65535
+///         pixels, or has another channel count.
+inline std::vector<std::byte> encode_jpeg(const ImageU8& img, int quality) {
+  if (quality < 1 || quality > 100)
+    throw Error("JPEG quality must be in 1..100, got " + std::to_string(quality));
+  const auto [h, w, c] = detail::encodable_shape(img, "JPEG", 65535);
+  detail::ByteSink sink;
+  if (stbi_write_jpg_to_func(&detail::ByteSink::append, &sink, w, h, c, img.data(), quality) == 0 ||
+      sink.failed)
+    throw Error("cannot encode a " + std::to_string(h) + " x " + std::to_string(w) +
+                " image as JPEG (out of memory)");
+  return std::move(sink.bytes);
+}
+
+/// @brief Write an image as a PNG file, atomically (a reader never sees a partial file).
+/// @param path  destination
+/// @param img   [H, W, 3] RGB (1, 2 or 4 channels also accepted, see encode_png)
+/// @throws Error when the image cannot be encoded; IoError naming the file when it cannot be
+///         written.
+inline void write_png(const std::filesystem::path& path, const ImageU8& img) {
+  atomic_write(path, encode_png(img));
+}
+
+/// @brief Write an image as a JPEG file, atomically.
+/// @param path     destination
+/// @param img      [H, W, 3] RGB (see encode_jpeg)
+/// @param quality  1..100
+/// @throws Error when quality is outside 1..100 or the image cannot be encoded; IoError naming
+///         the file when it cannot be written.
+inline void write_jpeg(const std::filesystem::path& path, const ImageU8& img, int quality) {
+  atomic_write(path, encode_jpeg(img, quality));
+}
+
+/// @brief 8-bit interleaved pixels to float planes in [0, 1]: out[c, y, x] = in[y, x, c] / 255
+/// (torchvision's ToTensor).
+/// @param img  [H, W, C]
+/// @return [C, H, W]
+inline ImageF to_chw_float(const ImageU8& img) {
+  const std::size_t h = img.shape(0), w = img.shape(1), c = img.shape(2);
+  ImageF out = ImageF::from_shape({c, h, w});
+  const std::uint8_t* src = img.data();
+  float* dst = out.data();
+  for (std::size_t y = 0; y < h; ++y)
+    for (std::size_t x = 0; x < w; ++x)
+      for (std::size_t k = 0; k < c; ++k)
+        dst[(k * h + y) * w + x] = static_cast<float>(src[(y * w + x) * c + k]) / 255.0f;
+  return out;
+}
+
+/// @brief Float planes in [0, 1] back to 8-bit interleaved pixels:
+/// out[y, x, c] = round(clamp(in[c, y, x], 0, 1) * 255), halves rounded up; NaN gives 0.
+/// Inverts to_chw_float exactly.
+/// @param img  [C, H, W]
+/// @return [H, W, C]
+inline ImageU8 to_hwc_u8(const ImageF& img) {
+  const std::size_t c = img.shape(0), h = img.shape(1), w = img.shape(2);
+  ImageU8 out = ImageU8::from_shape({h, w, c});
+  const float* src = img.data();
+  std::uint8_t* dst = out.data();
+  for (std::size_t k = 0; k < c; ++k)
+    for (std::size_t y = 0; y < h; ++y)
+      for (std::size_t x = 0; x < w; ++x) {
+        const float v = src[(k * h + y) * w + x];
+        const float clamped = v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f;  // NaN -> 0
+        dst[(y * w + x) * c + k] = static_cast<std::uint8_t>(clamped * 255.0f + 0.5f);
+      }
+  return out;
+}
+
+/// @brief Bilinear resize with exactly the semantics of PyTorch's
+/// `F.interpolate(x[None], size=(out_h, out_w), mode='bilinear', align_corners=False,
+/// antialias=False)[0]`: source coordinate src = (dst + 0.5) * in / out - 0.5, clamped at 0 below;
+/// the upper neighbour index clamped at in - 1; weights computed with PyTorch's precisions (float
+/// scale, double coordinate, float weights); the interpolation along a row done first, then the
+/// two rows blended, in float. No antialiasing: downscaling by more than 2x aliases, as in PyTorch.
+/// @param img    [C, H, W]
+/// @param out_h  output height, >= 1
+/// @param out_w  output width, >= 1
+/// @return [C, out_h, out_w]; a copy of img when the size is unchanged
+/// @throws Error when out_h or out_w < 1, or img is empty.
+inline ImageF resize_bilinear(const ImageF& img, int out_h, int out_w) {
+  const std::size_t c = img.shape(0), in_h = img.shape(1), in_w = img.shape(2);
+  if (out_h < 1 || out_w < 1)
+    throw Error("resize_bilinear: output size " + std::to_string(out_h) + " x " +
+                std::to_string(out_w) + " must be at least 1 x 1");
+  const auto oh = static_cast<std::size_t>(out_h), ow = static_cast<std::size_t>(out_w);
+  if (oh == in_h && ow == in_w) return img;
+  if (in_h == 0 || in_w == 0) throw Error("resize_bilinear: cannot resize an empty image");
+
+  const detail::LinearTaps ty = detail::linear_taps(in_h, oh);
+  const detail::LinearTaps tx = detail::linear_taps(in_w, ow);
+  ImageF out = ImageF::from_shape({c, oh, ow});
+  for (std::size_t k = 0; k < c; ++k) {
+    const float* plane = img.data() + k * in_h * in_w;  // [in_h, in_w]
+    float* dst = out.data() + k * oh * ow;               // [oh, ow]
+    for (std::size_t y = 0; y < oh; ++y) {
+      const float* r0 = plane + ty.i0[y] * in_w;
+      const float* r1 = plane + ty.i1[y] * in_w;
+      const float wy0 = ty.w0[y], wy1 = ty.w1[y];
+      for (std::size_t x = 0; x < ow; ++x) {
+        const std::size_t x0 = tx.i0[x], x1 = tx.i1[x];
+        const float wx0 = tx.w0[x], wx1 = tx.w1[x];
+        // PyTorch's Interpolate<2>: t0 * w0 + t1 * w1, the inner (width) sum evaluated first.
+        const float t0 = r0[x0] * wx0 + r0[x1] * wx1;
+        const float t1 = r1[x0] * wx0 + r1[x1] * wx1;
+        dst[y * ow + x] = t0 * wy0 + t1 * wy1;
+      }
+    }
+  }
+  return out;
+}
+
+/// @brief Per-channel normalisation in place: img[c] = (img[c] - mean[c]) / std[c]
+/// (torchvision's Normalize: a subtraction, then a division).
+/// @param img   [3, H, W]
+/// @param mean  per-channel mean, e.g. imagenet_mean
+/// @param std   per-channel standard deviation, e.g. imagenet_std; every entry non-zero
+/// @throws Error when img does not have 3 channels.
+inline void normalize(ImageF& img, std::array<float, 3> mean, std::array<float, 3> std) {
+  if (img.shape(0) != 3)
+    throw Error("normalize: expected 3 channels, got " + std::to_string(img.shape(0)));
+  const std::size_t plane = img.shape(1) * img.shape(2);
+  for (std::size_t k = 0; k < 3; ++k) {
+    float* p = img.data() + k * plane;
+    for (std::size_t i = 0; i < plane; ++i) p[i] = (p[i] - mean[k]) / std[k];
+  }
+}
+
+/// @brief Copy the rectangle [top, top + h) x [left, left + w) out of an image.
+/// @param img  [C, H, W]
+/// @return [C, h, w]
+/// @throws Error when h or w < 1 or the rectangle is not entirely inside the image.
+inline ImageF crop(const ImageF& img, int top, int left, int h, int w) {
+  const auto in_h = static_cast<std::int64_t>(img.shape(1));
+  const auto in_w = static_cast<std::int64_t>(img.shape(2));
+  if (h < 1 || w < 1 || top < 0 || left < 0 || std::int64_t{top} + h > in_h ||
+      std::int64_t{left} + w > in_w)
+    throw Error("crop: rectangle top " + std::to_string(top) + ", left " + std::to_string(left) +
+                ", size " + std::to_string(h) + " x " + std::to_string(w) +
+                " is not inside the image of " + std::to_string(in_h) + " x " +
+                std::to_string(in_w));
+  const auto t = static_cast<std::size_t>(top), l = static_cast<std::size_t>(left);
+  return xt::view(img, xt::all(), xt::range(t, t + static_cast<std::size_t>(h)),
+                  xt::range(l, l + static_cast<std::size_t>(w)));
+}
+
+/// @brief The central size x size square, placed as torchvision's CenterCrop places it:
+/// top = round((H - size) / 2), left = round((W - size) / 2), halves rounded to even.
+/// @param img   [C, H, W] with H, W >= size
+/// @param size  side of the square, >= 1
+/// @return [C, size, size]
+/// @throws Error when size < 1 or larger than H or W.
+inline ImageF center_crop(const ImageF& img, int size) {
+  const auto in_h = static_cast<std::int64_t>(img.shape(1));
+  const auto in_w = static_cast<std::int64_t>(img.shape(2));
+  if (size < 1 || size > in_h || size > in_w)
+    throw Error("center_crop: size " + std::to_string(size) + " does not fit in the image of " +
+                std::to_string(in_h) + " x " + std::to_string(in_w));
+  // Python's round() rounds halves to even; so does nearbyint in the default rounding mode.
+  const int top = static_cast<int>(std::nearbyint(static_cast<double>(in_h - size) / 2.0));
+  const int left = static_cast<int>(std::nearbyint(static_cast<double>(in_w - size) / 2.0));
+  return crop(img, top, left, size, size);
+}
+
+/// @brief Mirror an image left to right: out[c, y, x] = img[c, y, W - 1 - x].
+/// @param img  [C, H, W]
+/// @return [C, H, W]
+inline ImageF hflip(const ImageF& img) { return xt::flip(img, 2); }
+
+/// @brief Which preprocessing steps prepare_for_model may apply.
+struct Preprocess {
+  bool resize = true;     ///< resize (bilinear, aspect ratio not kept) to the model's size
+  bool normalize = true;  ///< subtract imagenet_mean, divide by imagenet_std
+};
+
+/// @brief Load an image file and turn it into a model input: RGB in [0, 1], resized to
+/// size x size if it is not already (when allowed), then normalised with the ImageNet mean and
+/// standard deviation (when asked).
+/// @param path  image file
+/// @param size  the model's image side (Config::image_size)
+/// @param pre   which steps to apply
+/// @return [3, size, size]
+/// @throws IoError / FormatError naming the file when it cannot be read or decoded; Error naming
+///         the file and both sizes when the image is not size x size and pre.resize is false.
+inline ImageF prepare_for_model(const std::filesystem::path& path, int size, const Preprocess& pre) {
+  ImageF img = to_chw_float(load_image(path));
+  const auto s = static_cast<std::size_t>(size);
+  if (img.shape(1) != s || img.shape(2) != s) {
+    if (!pre.resize)
+      throw Error(path.string() + ": image is " + std::to_string(img.shape(2)) + " x " +
+                  std::to_string(img.shape(1)) + " (width x height), the model needs " +
+                  std::to_string(size) + " x " + std::to_string(size) + " and resizing is off");
+    img = resize_bilinear(img, size, size);
+  }
+  if (pre.normalize) normalize(img, imagenet_mean, imagenet_std);
+  return img;
+}
+
+}  // namespace vitiq::io

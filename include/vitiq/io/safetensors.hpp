@@ -195,7 +195,9 @@ class SafetensorsFile {
     const std::string_view text(reinterpret_cast<const char*>(bytes_.data() + 8), std::size_t(header_len));
     const json::Value header = json::parse(text, source_ + " (safetensors header)");
     if (!header.is_object()) fail("header is not a JSON object");
-    for (const auto& [name, entry] : header.as_object()) {
+    for (const auto& member : header.as_object()) {
+      const std::string& name = member.first;  // (clang 14 cannot capture structured bindings)
+      const json::Value& entry = member.second;
       if (name == "__metadata__") {
         if (!entry.is_object()) fail("__metadata__ is not an object");
         for (const auto& [k, v] : entry.as_object()) {

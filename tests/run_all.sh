@@ -15,22 +15,7 @@ build=${VITIQ_BUILD_DIR:-build}
 jobs=${VITIQ_JOBS:-$(nproc)}
 
 # --- Debian packages -------------------------------------------------------------------------
-packages=(build-essential cmake pkg-config libeigen3-dev xtensor-dev libstb-dev catch2
-          libbenchmark-dev doxygen python3-torch python3-skimage)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" -eq 0 ]; then
-    echo "run_all: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
-  else
-    echo "run_all: warning: missing packages (run as root to install): ${missing[*]}" >&2
-  fi
-fi
+bash cmake/install_debian_deps.sh
 
 # --- configure, build, docs ------------------------------------------------------------------
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release \

@@ -1,0 +1,113 @@
+// vitiq/train/stimulus_set.hpp -- decoded stimuli held in memory, and the two views a quality
+// model needs of them: random native-resolution crops for training (offsets on the 8-pixel JPEG
+// grid, optional horizontal flip, no rescaling: compression artefacts stay intact) and all
+// grid-aligned tiles for evaluation (predictions averaged over the tiles of a stimulus).
+//
+// Randomness of a crop comes from (seed, epoch, sample index) only, so batches do not depend on
+// thread count or on which samples were drawn before.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "vitiq/cpu/rng.hpp"
+#include "vitiq/train/trainer.hpp"
+
+namespace vitiq {
+
+/// @brief One decoded stimulus: RGB pixels [h, w, 3] row-major, and its label.
+struct Stimulus {
+  std::string name;
+  int height = 0, width = 0;
+  std::vector<std::uint8_t> rgb;  ///< [h, w, 3]
+  double vote = 0;                ///< 1-based vote, or MOS, or band
+};
+
+/// @brief How crops are taken for training.
+struct CropOptions {
+  int grid = 8;            ///< crop offsets are multiples of this (8: the JPEG block grid); 1 = any offset
+  bool hflip = true;       ///< random horizontal flip
+  bool normalize = true;   ///< ImageNet mean/std
+  std::uint64_t seed = 0;
+};
+
+namespace detail {
+/// Copy the crop (top, left, S x S) of s into out [3, S, S], optionally mirrored and normalised.
+template <class T>
+void crop_to_chw(const Stimulus& s, int top, int left, int S, bool flip, bool normalize, T* out) {
+  constexpr std::array<float, 3> mean{0.485f, 0.456f, 0.406f}, stdv{0.229f, 0.224f, 0.225f};
+  for (int c = 0; c < 3; ++c)
+    for (int y = 0; y < S; ++y)
+      for (int x = 0; x < S; ++x) {
+        const int sx = flip ? left + S - 1 - x : left + x;
+        const float v = float(s.rgb[(std::size_t(top + y) * std::size_t(s.width) + std::size_t(sx)) * 3 + std::size_t(c)]) / 255.0f;
+        out[(std::size_t(c) * S + std::size_t(y)) * S + std::size_t(x)] =
+            T(normalize ? (v - mean[std::size_t(c)]) / stdv[std::size_t(c)] : v);
+      }
+}
+}  // namespace detail
+
+/// @brief Training batches of random S x S native-resolution crops of in-memory stimuli.
+template <class T>
+class CropBatchSource : public BatchSource<T> {
+ public:
+  /// @param stimuli each at least S x S pixels
+  /// @param S       crop size (the model's image_size)
+  CropBatchSource(const std::vector<Stimulus>& stimuli, int S, CropOptions opt = {})
+      : stimuli_(stimuli), S_(S), opt_(opt) {
+    for (const auto& s : stimuli_)
+      if (s.height < S || s.width < S)
+        throw std::invalid_argument("CropBatchSource: stimulus '" + s.name + "' is smaller than the crop");
+  }
+  std::size_t size() const override { return stimuli_.size(); }
+  void fill(std::span<const std::size_t> indices, std::uint64_t epoch, T* images, double* votes) override {
+    const std::size_t per = std::size_t(3) * S_ * S_;
+    for (std::size_t b = 0; b < indices.size(); ++b) {
+      const Stimulus& s = stimuli_[indices[b]];
+      Rng rng(mix64(opt_.seed ^ mix64(epoch)) ^ mix64(indices[b] + 0xC0FFEEULL));
+      const int g = std::max(1, opt_.grid);
+      const int rows = (s.height - S_) / g + 1, cols = (s.width - S_) / g + 1;
+      const int top = int(rng.below(std::uint64_t(rows))) * g, left = int(rng.below(std::uint64_t(cols))) * g;
+      const bool flip = opt_.hflip && rng.uniform() < 0.5;
+      detail::crop_to_chw(s, top, left, S_, flip, opt_.normalize, images + b * per);
+      votes[b] = s.vote;
+    }
+  }
+
+ private:
+  const std::vector<Stimulus>& stimuli_;
+  int S_;
+  CropOptions opt_;
+};
+
+/// @brief Evaluation views: all non-overlapping S x S tiles of each stimulus (a 256-pixel stimulus
+/// and S = 64 give 16 tiles); the prediction of a stimulus is the mean over its tiles.
+template <class T>
+class TileEvalSource : public EvalSource<T> {
+ public:
+  TileEvalSource(const std::vector<Stimulus>& stimuli, int S, bool normalize = true)
+      : stimuli_(stimuli), S_(S), normalize_(normalize) {}
+  std::size_t size() const override { return stimuli_.size(); }
+  std::size_t views(std::size_t i) const override {
+    return std::size_t(stimuli_[i].height / S_) * std::size_t(stimuli_[i].width / S_);
+  }
+  void fill_views(std::size_t i, T* images) override {
+    const Stimulus& s = stimuli_[i];
+    const int rows = s.height / S_, cols = s.width / S_;
+    const std::size_t per = std::size_t(3) * S_ * S_;
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c)
+        detail::crop_to_chw(s, r * S_, c * S_, S_, false, normalize_, images + std::size_t(r * cols + c) * per);
+  }
+  double vote(std::size_t i) const override { return stimuli_[i].vote; }
+
+ private:
+  const std::vector<Stimulus>& stimuli_;
+  int S_;
+  bool normalize_;
+};
+
+}  // namespace vitiq

@@ -19,7 +19,6 @@ reference implementation" of the specification exactly:
 A configuration is a plain dict (see CONFIG_FIELDS, RUNTIME_DEFAULTS, PRESETS, make_config).
 Torch only (1.13 is enough), no einops.
 """
-import math
 import re
 
 import torch

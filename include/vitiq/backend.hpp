@@ -28,10 +28,15 @@ enum class TemperatureMode {
 };
 
 /// @brief One Adam/AdamW update's hyper-parameters, bias corrections already computed.
+///
+/// Built by Adam::step() for each contiguous range of the parameter layout and passed to the
+/// backend's adam_update().
+/// @tparam T the backend's scalar type
 template <class T>
 struct AdamStep {
   T lr;            ///< learning rate of this step
-  T beta1, beta2;  ///< moment decay rates
+  /// decay rate of the first moment m
+  T beta1, beta2;  ///< decay rate of the second moment v
   T eps;           ///< added to the bias-corrected root of v
   T weight_decay;  ///< L2 (Adam) or decoupled (AdamW) decay of this range
   bool decoupled;  ///< true: AdamW, p *= 1 - lr * wd; false: Adam, g += wd * p
@@ -41,6 +46,12 @@ struct AdamStep {
 
 /// @brief The contract a backend type fulfils (checked where the model is instantiated).
 /// See CpuBackend for the documentation of each operation.
+///
+/// The concept checks a floating-point `Scalar`, a `Buffer` type, `allocate(n)` returning a
+/// Buffer, `to_device`, `to_host`, `fill`, `copy`, row-major `gemm` and `synchronize`. The model,
+/// losses and optimisers also need `Buffer::data()` (an owning, move-only buffer) and the ops
+/// listed in docs/design.md, which the concept does not spell out.
+/// @tparam B the candidate backend type
 template <class B>
 concept Backend = requires(B b, typename B::Scalar* p, const typename B::Scalar* cp, std::size_t n) {
   typename B::Scalar;

@@ -35,6 +35,8 @@ enum class Pool {
 };
 
 /// @brief Number of image copies SPT concatenates (the image itself plus its shifts).
+/// @param v the SPT variant
+/// @return 1 for SptVariant::none, else 5
 constexpr int spt_copies(SptVariant v) { return v == SptVariant::none ? 1 : 5; }
 
 /// @brief The complete shape of a model; a structural type usable as a template argument.
@@ -48,9 +50,12 @@ struct Config {
   int dim_head = 16;     ///< d
   int mlp_dim = 64;      ///< M
   int num_classes = 5;   ///< K
+  /// Which shifted copies Shifted Patch Tokenization adds (SptVariant::none: plain patches).
   SptVariant spt = SptVariant::axial;
   bool lsa = true;       ///< Locality Self-Attention (diagonal mask + learnable temperature)
+  /// Parameterisation of the LSA temperature (ignored without LSA).
   Temperature temperature = Temperature::shared_log;
+  /// How the tokens are reduced to one vector before the head.
   Pool pool = Pool::cls;
 
   /// Patches per side, H / P.
@@ -67,11 +72,14 @@ struct Config {
   constexpr int temperature_size() const {
     return !lsa ? 0 : (temperature == Temperature::shared_log ? 1 : heads);
   }
+  /// @brief Field-wise equality (defaulted).
   friend constexpr bool operator==(const Config&, const Config&) = default;
 };
 
 /// @brief Empty string when `c` is a valid configuration, else a sentence naming the bad field.
 /// Used at run time (checkpoint import); the compile-time check is validate_config<C>().
+/// @param c the configuration to check
+/// @return "" when valid, else e.g. "image_size must be divisible by patch_size"
 inline std::string config_error(const Config& c) {
   if (c.image_size <= 0) return "image_size must be positive";
   if (c.patch_size <= 0) return "patch_size must be positive";
@@ -90,6 +98,8 @@ inline std::string config_error(const Config& c) {
 
 /// @brief Compile-time validation; each failure names the field that is wrong.
 /// `ViT<C>` calls it, so an invalid configuration does not compile.
+/// @tparam C the configuration to check
+/// @return true (an invalid C fails a static_assert instead of returning)
 template <Config C>
 constexpr bool validate_config() {
   static_assert(C.image_size > 0, "vitiq::Config: image_size must be positive");
@@ -109,6 +119,9 @@ constexpr bool validate_config() {
 }
 
 /// @brief True when C is a valid configuration (usable in `requires` clauses).
+///
+/// Checks the same conditions as validate_config() without failing the compilation.
+/// @tparam C the configuration to check
 template <Config C>
 concept ValidConfig = C.image_size > 0 && C.patch_size > 0 && C.image_size % C.patch_size == 0 &&
                       C.channels > 0 && C.dim > 0 && C.depth > 0 && C.heads > 0 &&
@@ -149,15 +162,26 @@ static_assert(validate_config<presets::tiny>() && validate_config<presets::cifar
               validate_config<presets::seed>());
 
 /// @brief Name of an SPT variant as written in files and on the command line.
+/// @param v the variant
+/// @return "axial", "diagonal" or "none"
 constexpr std::string_view to_string(SptVariant v) {
   return v == SptVariant::axial ? "axial" : v == SptVariant::diagonal ? "diagonal" : "none";
 }
+/// @brief Name of a temperature form as written in files and on the command line.
+/// @param t the temperature form
+/// @return "shared_log" or "per_head"
 constexpr std::string_view to_string(Temperature t) {
   return t == Temperature::shared_log ? "shared_log" : "per_head";
 }
+/// @brief Name of a pooling as written in files and on the command line.
+/// @param p the pooling
+/// @return "cls" or "mean"
 constexpr std::string_view to_string(Pool p) { return p == Pool::cls ? "cls" : "mean"; }
 
-/// @brief Parse the names written by to_string; return false on an unknown name.
+/// @brief Parse an SPT variant name written by to_string(SptVariant).
+/// @param s   "axial", "diagonal" or "none"
+/// @param out set to the parsed variant; left unchanged on failure
+/// @return false when `s` names no variant
 inline bool parse(std::string_view s, SptVariant& out) {
   if (s == "axial") out = SptVariant::axial;
   else if (s == "diagonal") out = SptVariant::diagonal;
@@ -165,12 +189,20 @@ inline bool parse(std::string_view s, SptVariant& out) {
   else return false;
   return true;
 }
+/// @brief Parse a temperature form name written by to_string(Temperature).
+/// @param s   "shared_log" or "per_head"
+/// @param out set to the parsed form; left unchanged on failure
+/// @return false when `s` names no form
 inline bool parse(std::string_view s, Temperature& out) {
   if (s == "shared_log") out = Temperature::shared_log;
   else if (s == "per_head") out = Temperature::per_head;
   else return false;
   return true;
 }
+/// @brief Parse a pooling name written by to_string(Pool).
+/// @param s   "cls" or "mean"
+/// @param out set to the parsed pooling; left unchanged on failure
+/// @return false when `s` names no pooling
 inline bool parse(std::string_view s, Pool& out) {
   if (s == "cls") out = Pool::cls;
   else if (s == "mean") out = Pool::mean;
@@ -190,6 +222,11 @@ inline constexpr std::string_view preset_names[] = {"tiny", "cifar", "aio", "iqa
 /// @code
 /// vitiq::dispatch_preset(name, [&]<vitiq::Config C>() { vitiq::ViT<C> model; ... });
 /// @endcode
+/// Every preset instantiates `f`, so its body must compile for all of them.
+/// @tparam F   a callable with a template call operator over `Config`
+/// @param name one of preset_names
+/// @param f    called once, with the named preset as its template argument
+/// @return true when `name` is a preset (and `f` ran), false otherwise
 template <class F>
 bool dispatch_preset(std::string_view name, F&& f) {
   if (name == "tiny") { f.template operator()<presets::tiny>(); return true; }

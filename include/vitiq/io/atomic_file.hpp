@@ -23,7 +23,10 @@
 
 namespace vitiq::io {
 
-/// @brief Read a whole file. @throws IoError naming the path.
+/// @brief Read a whole file.
+/// @param path the file
+/// @return its bytes
+/// @throws IoError naming the path when it cannot be opened or read
 inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) throw IoError(path.string() + ": cannot open for reading (" + std::strerror(errno) + ")");
@@ -38,6 +41,11 @@ inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
 }
 
 /// @brief Replace `path` with `data` atomically (temporary file + fsync + rename).
+///
+/// The temporary file is `<path>.tmp.<pid>.<counter>` in the same directory; after the rename the
+/// directory is fsynced too (best effort).
+/// @param path the file to create or replace
+/// @param data the complete new content
 /// @throws IoError naming the path; the temporary file is removed and the old file kept.
 inline void atomic_write(const std::filesystem::path& path, std::span<const std::byte> data) {
   static std::atomic<unsigned> counter{0};
@@ -81,6 +89,9 @@ inline void atomic_write(const std::filesystem::path& path, std::span<const std:
 }
 
 /// @brief atomic_write of text.
+/// @param path the file to create or replace
+/// @param text the complete new content
+/// @throws IoError naming the path; the old file is kept
 inline void atomic_write(const std::filesystem::path& path, std::string_view text) {
   atomic_write(path, std::span<const std::byte>(reinterpret_cast<const std::byte*>(text.data()), text.size()));
 }

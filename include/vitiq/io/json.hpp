@@ -20,30 +20,55 @@
 namespace vitiq::json {
 
 /// @brief A JSON value: null, bool, number, string, array or object (insertion order kept).
+///
+/// The as_* accessors and the mutators throw FormatError ("json: value is not a number", ...)
+/// when the value is of another kind.
 class Value {
  public:
+  /// @brief The JSON type of a value.
   enum class Kind { null, boolean, number, string, array, object };
 
+  /// @brief A null value.
   Value() = default;
+  /// @brief A boolean value.
+  /// @param b the value
   static Value make_bool(bool b) { Value v; v.kind_ = Kind::boolean; v.bool_ = b; return v; }
+  /// @brief A number value.
+  /// @param d    the value
+  /// @param text its original JSON text, kept for as_int64() and dump(); empty: dump() formats d
   static Value make_number(double d, std::string text = {}) {
     Value v; v.kind_ = Kind::number; v.number_ = d; v.text_ = std::move(text); return v;
   }
+  /// @brief A string value.
+  /// @param s the content (UTF-8, unescaped)
   static Value make_string(std::string s) { Value v; v.kind_ = Kind::string; v.text_ = std::move(s); return v; }
+  /// @brief An empty array.
   static Value make_array() { Value v; v.kind_ = Kind::array; return v; }
+  /// @brief An empty object.
   static Value make_object() { Value v; v.kind_ = Kind::object; return v; }
 
+  /// @brief The JSON type of the value.
   Kind kind() const { return kind_; }
+  /// @brief True for null.
   bool is_null() const { return kind_ == Kind::null; }
+  /// @brief True for true and false.
   bool is_bool() const { return kind_ == Kind::boolean; }
+  /// @brief True for a number.
   bool is_number() const { return kind_ == Kind::number; }
+  /// @brief True for a string.
   bool is_string() const { return kind_ == Kind::string; }
+  /// @brief True for an array.
   bool is_array() const { return kind_ == Kind::array; }
+  /// @brief True for an object.
   bool is_object() const { return kind_ == Kind::object; }
 
+  /// @brief The boolean. @throws FormatError when the value is not a boolean
   bool as_bool() const { expect(Kind::boolean, "a boolean"); return bool_; }
+  /// @brief The number as a double. @throws FormatError when the value is not a number
   double as_number() const { expect(Kind::number, "a number"); return number_; }
   /// @brief The number as an exact int64 (from its text); throws if it is not an integer.
+  /// @throws FormatError when the value is not a number, its text is not an integer (a fraction,
+  /// an exponent, or a number made by make_number() without text), or it does not fit 64 bits
   std::int64_t as_int64() const {
     expect(Kind::number, "a number");
     std::int64_t v = 0;
@@ -59,25 +84,43 @@ class Value {
     }
     return neg ? -v : v;
   }
+  /// @brief The string content. @throws FormatError when the value is not a string
   const std::string& as_string() const { expect(Kind::string, "a string"); return text_; }
+  /// @brief The elements. @throws FormatError when the value is not an array
   const std::vector<Value>& as_array() const { expect(Kind::array, "an array"); return array_; }
+  /// @brief The elements, modifiable. @throws FormatError when the value is not an array
   std::vector<Value>& as_array() { expect(Kind::array, "an array"); return array_; }
+  /// @brief The members as (key, value) pairs in insertion order.
+  /// @throws FormatError when the value is not an object
   const std::vector<std::pair<std::string, Value>>& as_object() const { expect(Kind::object, "an object"); return object_; }
 
   /// @brief Member of an object, or nullptr.
+  /// @param key member name
+  /// @return the member, or nullptr when absent or when the value is not an object
   const Value* find(std::string_view key) const {
     if (kind_ != Kind::object) return nullptr;
     for (const auto& [k, v] : object_) if (k == key) return &v;
     return nullptr;
   }
   /// @brief Member of an object; throws FormatError naming the key when absent.
+  /// @param key member name
+  /// @return the member
+  /// @throws FormatError when the member is absent (or the value is not an object)
   const Value& at(std::string_view key) const {
     const Value* v = find(key);
     if (!v) throw FormatError("json: no member '" + std::string(key) + "'");
     return *v;
   }
+  /// @brief Append an element to an array.
+  /// @param v the element
+  /// @throws FormatError when the value is not an array
   void push_back(Value v) { expect(Kind::array, "an array"); array_.push_back(std::move(v)); }
   /// @brief Add (or replace) a member of an object.
+  ///
+  /// A new key goes last; a replaced one keeps its position.
+  /// @param key member name
+  /// @param v   member value
+  /// @throws FormatError when the value is not an object
   void set(std::string key, Value v) {
     expect(Kind::object, "an object");
     for (auto& [k, old] : object_) if (k == key) { old = std::move(v); return; }
@@ -85,6 +128,8 @@ class Value {
   }
 
   /// @brief Serialise (compact). NaN and infinities are written as null.
+  ///
+  /// A number keeps its original text when it has one; members keep their insertion order.
   std::string dump() const;
 
  private:
@@ -100,6 +145,9 @@ class Value {
 };
 
 /// @brief `s` as a JSON string literal, quotes included.
+///
+/// Escapes quote, backslash and control characters; other bytes (UTF-8) are copied.
+/// @param s the string
 inline std::string escape(std::string_view s) {
   std::string out = "\"";
   for (unsigned char c : s) {
@@ -125,6 +173,7 @@ inline std::string escape(std::string_view s) {
 }
 
 /// @brief A double as JSON text: %.17g (round-trips), null for NaN and infinities.
+/// @param d the number
 inline std::string number_to_string(double d) {
   if (!std::isfinite(d)) return "null";
   char buf[32];
@@ -315,7 +364,11 @@ class Parser {
 }  // namespace detail
 
 /// @brief Parse a complete JSON document.
+///
+/// Strict RFC 8259: no comments, trailing commas or duplicate keys; nesting is limited to 64 levels.
+/// @param text        the document (UTF-8)
 /// @param source_name named in error messages (a file name)
+/// @return the document's root value
 /// @throws FormatError "<source>: invalid JSON at byte <offset>: <what>"
 inline Value parse(std::string_view text, std::string_view source_name) {
   return detail::Parser(text, source_name).parse_document();

@@ -31,15 +31,21 @@ static_assert(std::endian::native == std::endian::little, "vitiq's safetensors I
 enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
 
 /// @brief The dtype's name in the header ("F32", ...).
+/// @param t the dtype
 inline std::string_view dtype_name(DType t) {
   constexpr std::string_view names[] = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"};
   return names[int(t)];
 }
 /// @brief Bytes per element.
+/// @param t the dtype
 inline std::size_t dtype_size(DType t) {
   constexpr std::size_t sizes[] = {8, 4, 2, 2, 8, 4, 2, 1, 1, 1};
   return sizes[int(t)];
 }
+/// @brief Parse a dtype name of the header ("F32", ...), case-sensitive.
+/// @param s   the name
+/// @param out set to the dtype; left unchanged on failure
+/// @return false when `s` names no supported dtype
 inline bool parse_dtype(std::string_view s, DType& out) {
   for (int i = 0; i <= int(DType::BOOL); ++i)
     if (dtype_name(DType(i)) == s) { out = DType(i); return true; }
@@ -98,10 +104,13 @@ inline std::string shape_string(std::span<const std::int64_t> s) {
 
 /// @brief One tensor's entry in the header.
 struct TensorInfo {
+  /// The tensor's name (key in the header).
   std::string name;
+  /// The stored element type.
   DType dtype;
   std::vector<std::int64_t> shape;  ///< [] for a scalar
-  std::size_t begin, end;           ///< byte offsets in the data section
+  /// Byte offset of the first byte in the data section.
+  std::size_t begin, end;           ///< byte offset one past the last byte in the data section
   /// @brief Number of elements (1 for a scalar).
   std::size_t numel() const {
     std::size_t n = 1;
@@ -116,10 +125,17 @@ class SafetensorsFile {
   /// Headers larger than this are refused (the format's own reference limit is 100 MB).
   static constexpr std::uint64_t max_header_bytes = 100u << 20;
 
-  /// @brief Read and validate a file. @throws IoError, FormatError naming the path.
+  /// @brief Read and validate a file.
+  /// @param path the file
+  /// @return the parsed file, its source() being the path
+  /// @throws IoError when the file cannot be read, FormatError when it is malformed (both name the path)
   static SafetensorsFile load(const std::filesystem::path& path) { return parse(read_file(path), path.string()); }
 
   /// @brief Validate bytes already in memory; `source_name` is named in errors.
+  /// @param bytes       the complete file content (kept by the object)
+  /// @param source_name named in error messages and returned by source()
+  /// @return the parsed file
+  /// @throws FormatError when the content is malformed
   static SafetensorsFile parse(std::vector<std::byte> bytes, std::string source_name) {
     SafetensorsFile f;
     f.source_ = std::move(source_name);
@@ -130,8 +146,13 @@ class SafetensorsFile {
 
   /// @brief The file name (or source name) given when loading.
   const std::string& source() const { return source_; }
+  /// @brief True when the file holds a tensor called `name`.
+  /// @param name tensor name
   bool contains(std::string_view name) const { return find(name) != nullptr; }
-  /// @brief The entry of a tensor. @throws FormatError naming the file and tensor.
+  /// @brief The entry of a tensor.
+  /// @param name tensor name
+  /// @return its dtype, shape and byte range, valid while this object lives
+  /// @throws FormatError naming the file and tensor when there is no such tensor
   const TensorInfo& info(std::string_view name) const {
     const TensorInfo* t = find(name);
     if (!t) throw FormatError(source_ + ": no tensor named '" + std::string(name) + "'");
@@ -146,12 +167,21 @@ class SafetensorsFile {
   /// @brief The `__metadata__` map (empty when absent).
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   /// @brief The raw little-endian bytes of a tensor.
+  /// @param name tensor name
+  /// @return a view into the file's bytes, valid while this object lives
+  /// @throws FormatError when there is no such tensor
   std::span<const std::byte> raw(std::string_view name) const {
     const TensorInfo& t = info(name);
     return {bytes_.data() + data_start_ + t.begin, t.end - t.begin};
   }
 
   /// @brief A tensor converted to T (float, double or an integer type), any stored dtype.
+  ///
+  /// Conversion is a static_cast per element (F16 and BF16 go through float).
+  /// @tparam T   the element type wanted
+  /// @param name tensor name
+  /// @return the elements, row-major, numel() of them
+  /// @throws FormatError when there is no such tensor
   template <class T>
   std::vector<T> read(std::string_view name) const {
     const TensorInfo& t = info(name);
@@ -161,7 +191,13 @@ class SafetensorsFile {
   }
 
   /// @brief Read a tensor into `out`, checking its shape first.
-  /// @throws ConfigMismatch "<file>: tensor 'x' has shape [a, b], expected [c, d]"
+  /// @tparam T             the element type of `out` (converted as read())
+  /// @param name           tensor name
+  /// @param expected_shape the shape the tensor must have
+  /// @param out            destination, exactly numel() elements
+  /// @throws ConfigMismatch "<file>: tensor 'x' has shape [a, b], expected [c, d]", or when the
+  /// size of `out` differs from the tensor's
+  /// @throws FormatError when there is no such tensor
   template <class T>
   void read_into(std::string_view name, std::span<const std::int64_t> expected_shape, std::span<T> out) const {
     const TensorInfo& t = info(name);
@@ -285,9 +321,21 @@ class SafetensorsFile {
 /// @brief Collects tensors and metadata, then writes a safetensors file atomically.
 class SafetensorsWriter {
  public:
+  /// @brief Add (or replace) a `__metadata__` entry.
+  /// @param key   metadata key
+  /// @param value metadata value (a string, as the format requires)
   void set_metadata(std::string key, std::string value) { metadata_[std::move(key)] = std::move(value); }
 
   /// @brief Add a tensor stored as `as` (F64, F32, F16, BF16) from float or double data.
+  ///
+  /// F16 and BF16 round to nearest even.
+  /// @tparam T    the source element type
+  /// @param name  tensor name, unique in the file
+  /// @param shape the tensor's shape ([] for a scalar)
+  /// @param data  the elements, row-major, product of `shape` of them
+  /// @param as    the dtype to store
+  /// @throws Error when the data size does not match the shape, `as` is not a floating dtype, or
+  /// the name is already taken
   template <class T>
   void add(std::string name, std::vector<std::int64_t> shape, std::span<const T> data, DType as) {
     std::size_t n = 1;
@@ -309,6 +357,13 @@ class SafetensorsWriter {
   }
 
   /// @brief Add a tensor from its raw little-endian bytes.
+  ///
+  /// The byte count is not checked against the shape.
+  /// @param name  tensor name, unique in the file
+  /// @param dtype the stored dtype
+  /// @param shape the tensor's shape ([] for a scalar)
+  /// @param bytes the data (copied)
+  /// @throws Error when the name is already taken
   void add_raw(std::string name, DType dtype, std::vector<std::int64_t> shape, std::span<const std::byte> bytes) {
     for (const auto& e : entries_)
       if (e.name == name) throw Error("safetensors writer: duplicate tensor '" + name + "'");
@@ -316,6 +371,8 @@ class SafetensorsWriter {
   }
 
   /// @brief The complete file content; the header is padded with spaces to a multiple of 8.
+  ///
+  /// Tensors are laid out in the order they were added; metadata keys are sorted.
   std::vector<std::byte> serialize() const {
     std::string header = "{";
     bool first = true;
@@ -349,7 +406,9 @@ class SafetensorsWriter {
     return out;
   }
 
-  /// @brief Write the file atomically. @throws IoError naming the path.
+  /// @brief Write the file atomically (see atomic_write()).
+  /// @param path the file to create or replace
+  /// @throws IoError naming the path
   void write(const std::filesystem::path& path) const { atomic_write(path, serialize()); }
 
  private:

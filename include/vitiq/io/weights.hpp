@@ -32,6 +32,10 @@ enum class NamingScheme {
 };
 
 /// @brief The configuration as safetensors metadata (keys = Config field names).
+///
+/// Values are decimal integers, "true"/"false" for lsa, and the to_string() names of the enums.
+/// @param c the configuration
+/// @return the 13 fields, keyed by name
 inline std::map<std::string, std::string> config_to_metadata(const Config& c) {
   return {{"image_size", std::to_string(c.image_size)},
           {"patch_size", std::to_string(c.patch_size)},
@@ -51,7 +55,11 @@ inline std::map<std::string, std::string> config_to_metadata(const Config& c) {
 /// @brief Compare the configuration stored in `metadata` with `expected`.
 /// Fields absent from the metadata are not checked (files written by other tools); a present
 /// field that differs or does not parse throws ConfigMismatch naming the file and the field.
+/// @param expected the model's configuration
+/// @param metadata the file's `__metadata__`
+/// @param source   the file name, for error messages
 /// @return the number of configuration fields found and checked
+/// @throws ConfigMismatch when a present field differs from `expected`
 inline int check_config_metadata(const Config& expected, const std::map<std::string, std::string>& metadata,
                                  const std::string& source) {
   int found = 0;
@@ -114,7 +122,16 @@ void add_tensors(io::SafetensorsWriter& w, const std::vector<ParamInfo>& table, 
 }  // namespace detail
 
 /// @brief Write the model's parameters to a safetensors file (atomically).
-/// @param extra_metadata written beside the configuration (e.g. training provenance)
+///
+/// Tensors are stored under their PyTorch names in the model's scalar type (F32 or F64); the
+/// metadata holds the configuration and "format" = "vitiq-weights".
+/// @tparam Model         a ViT instantiation
+/// @param model          the model
+/// @param path           the file to create or replace
+/// @param scheme         which PyTorch names to write
+/// @param extra_metadata written beside the configuration (e.g. training provenance); a key
+/// equal to a configuration field or "format" is overwritten
+/// @throws IoError when the file cannot be written
 template <class Model>
 void save_weights(const Model& model, const std::filesystem::path& path, NamingScheme scheme = NamingScheme::current,
                   const std::map<std::string, std::string>& extra_metadata = {}) {
@@ -130,7 +147,15 @@ void save_weights(const Model& model, const std::filesystem::path& path, NamingS
 /// @brief Load parameters from a safetensors file written by vitiq or converted from PyTorch
 /// (either naming scheme, F32/F64/F16/BF16). Throws ConfigMismatch naming the field or tensor
 /// when the file does not fit the model, FormatError when the file is malformed.
+///
+/// The model is changed only when every tensor was read.
+/// @tparam Model  a ViT instantiation
+/// @param model  the model whose parameters are replaced
+/// @param path   the file
 /// @param prefix prefix of the tensor names (e.g. "param." in the golden test files)
+/// @throws IoError when the file cannot be read
+/// @throws FormatError when the file is malformed
+/// @throws ConfigMismatch when a configuration field, a tensor name or a shape differs
 template <class Model>
 void load_weights(Model& model, const std::filesystem::path& path, const std::string& prefix = "") {
   const io::SafetensorsFile file = io::SafetensorsFile::load(path);
@@ -138,6 +163,12 @@ void load_weights(Model& model, const std::filesystem::path& path, const std::st
 }
 
 /// @brief load_weights from an already parsed file.
+/// @tparam Model  a ViT instantiation
+/// @param model  the model whose parameters are replaced
+/// @param file   the parsed file
+/// @param prefix prefix of the tensor names
+/// @throws ConfigMismatch when a configuration field differs, a tensor is missing, or a shape
+/// differs
 template <class Model>
 void load_weights(Model& model, const io::SafetensorsFile& file, const std::string& prefix = "") {
   using T = typename Model::T;
@@ -158,6 +189,17 @@ struct TrainState {
 };
 
 /// @brief Write a training checkpoint (weights, Adam moments, TrainState), atomically.
+///
+/// Metadata: the configuration, "format" = "vitiq-checkpoint", the optimiser's options and step
+/// count ("optimizer.*"), the state ("train.*") and state.extra ("extra.<key>"). Tensors: the
+/// parameters, "optimizer.exp_avg.<name>" and "optimizer.exp_avg_sq.<name>" (current names).
+/// @tparam Model     a ViT instantiation
+/// @tparam Optimizer Adam over the model's backend
+/// @param path  the file to create or replace
+/// @param model the model
+/// @param opt   its optimiser
+/// @param state the rest of the training state
+/// @throws IoError when the file cannot be written
 template <class Model, class Optimizer>
 void save_checkpoint(const std::filesystem::path& path, const Model& model, const Optimizer& opt,
                      const TrainState& state) {
@@ -194,6 +236,20 @@ void save_checkpoint(const std::filesystem::path& path, const Model& model, cons
 /// @brief Restore a checkpoint written by save_checkpoint into `model` and `opt`; returns the
 /// training state. The optimiser keeps its own hyper-parameters; only its moments and step
 /// count are restored. Throws FormatError naming the file and key when the state is missing.
+///
+/// Also restores the model's forward count and dropout seed. Nothing is changed unless the
+/// whole file was read and checked.
+/// @tparam Model     a ViT instantiation
+/// @tparam Optimizer Adam over the model's backend
+/// @param path  the checkpoint
+/// @param model receives the parameters, forward count and dropout seed
+/// @param opt   receives the moments and the step count
+/// @return the training state (step, epoch, RNG state, dropout state, extra entries)
+/// @throws IoError when the file cannot be read
+/// @throws FormatError when the file is malformed or not a vitiq checkpoint, or when a
+/// configuration field or state key is missing or a state value is not a number
+/// @throws ConfigMismatch when the configuration differs from the model's, or a tensor is
+/// missing or has another shape
 template <class Model, class Optimizer>
 TrainState load_checkpoint(const std::filesystem::path& path, Model& model, Optimizer& opt) {
   using T = typename Model::T;

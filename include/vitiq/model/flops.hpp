@@ -10,6 +10,10 @@
 namespace vitiq {
 
 /// @brief Matmul FLOPs of one image's forward pass.
+///
+/// Counts 2 FLOPs per multiply-add of the GEMMs only (no LayerNorm, softmax, GELU, ...).
+/// @param c the model configuration
+/// @return FLOPs per image; multiply by the batch size for a batch
 constexpr double forward_flops(const Config& c) {
   const double n = c.num_patches(), N = c.num_tokens(), D = c.dim, PD = c.patch_dim(), I = c.inner_dim(),
                M = c.mlp_dim, K = c.num_classes, h = c.heads, d = c.dim_head;
@@ -23,6 +27,8 @@ constexpr double forward_flops(const Config& c) {
 }
 
 /// @brief Matmul FLOPs of one image's training step (forward + backward = 3 x forward).
+/// @param c the model configuration
+/// @return FLOPs per image
 constexpr double training_flops(const Config& c) { return 3 * forward_flops(c); }
 
 }  // namespace vitiq

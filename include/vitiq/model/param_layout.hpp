@@ -35,8 +35,12 @@ struct BlockOffsets {
   std::size_t end;           ///< one past the block's last element
 };
 
-/// @brief Offsets of every parameter tensor; `total` is the length of the flat buffers.
-/// `MaxDepth` bounds the block array so the struct is a literal type for any depth.
+/// @brief Offsets (in elements) of every parameter tensor; `total` is the length of the flat
+/// buffers.
+///
+/// The depth is a template parameter, so the block array has a fixed size and the struct is a
+/// literal type (usable in constexpr).
+/// @tparam Depth number of transformer blocks (Config::depth)
 template <int Depth>
 struct ParamOffsets {
   std::size_t patch_norm_w;  ///< [PD]
@@ -45,15 +49,19 @@ struct ParamOffsets {
   std::size_t patch_b;       ///< [D]
   std::size_t pos_embedding; ///< [N, D]
   std::size_t cls_token;     ///< [D]
+  /// Offsets of each block's parameters, block 0 first.
   BlockOffsets blocks[Depth];
   std::size_t head_norm_w;   ///< [D]
   std::size_t head_norm_b;   ///< [D]
   std::size_t head_w;        ///< [K, D]
   std::size_t head_b;        ///< [K]
+  /// Total number of elements: the length of the parameter, gradient and moment buffers.
   std::size_t total;
 };
 
 /// @brief Compute the layout of configuration C (constexpr).
+/// @tparam C the model configuration
+/// @return the offsets of every tensor, in the order given at the top of this header
 template <Config C>
 constexpr ParamOffsets<C.depth> param_offsets() {
   ParamOffsets<C.depth> o{};
@@ -92,6 +100,8 @@ constexpr ParamOffsets<C.depth> param_offsets() {
 }
 
 /// @brief Number of learnable scalars of configuration C.
+/// @tparam C the model configuration
+/// @return param_offsets<C>().total
 template <Config C>
 constexpr std::size_t param_count() { return param_offsets<C>().total; }
 
@@ -111,10 +121,16 @@ struct ParamInfo {
   std::vector<std::size_t> shape; ///< PyTorch shape (pos_embedding is [1, N, D], temperature [] or [h])
   std::size_t offset;             ///< first element in the flat buffer
   std::size_t size;               ///< number of elements
+  /// Optimiser group (decides weight decay and the initialisation).
   ParamKind kind;
 };
 
 /// @brief The table of named parameter tensors of configuration C, in buffer order.
+///
+/// Built from param_offsets<C>(), so names and layout agree. Without LSA there is no
+/// temperature entry.
+/// @tparam C the model configuration
+/// @return one entry per tensor; the entries tile [0, param_count<C>()) without gaps
 template <Config C>
 std::vector<ParamInfo> param_table() {
   constexpr auto o = param_offsets<C>();

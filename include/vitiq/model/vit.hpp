@@ -34,6 +34,13 @@ struct Regularization {
 };
 
 /// @brief A ViT of shape `C` on backend `Backend` (CpuBackend<float> by default).
+///
+/// Owns the flat parameter and gradient buffers [num_params] and the activation cache of the last
+/// forward. Shapes below use the static constants: B batch, C channels (Ch), H = W = S image
+/// size, n patches, N = n + 1 tokens, D width, h heads, K classes.
+/// Parameter gradients accumulate (+=); see docs/design.md for the accumulation rule.
+/// Usage: forward(), a loss on the logits, zero_grad(), backward(), then an optimiser step on
+/// parameters() with gradients().
 /// @tparam C        the model configuration (validated at compile time)
 /// @tparam BackendT a type satisfying vitiq::Backend
 template <Config C, class BackendT = CpuBackend<float>>
@@ -42,21 +49,57 @@ class ViT {
   static_assert(Backend<BackendT>, "vitiq::ViT: BackendT does not satisfy the vitiq::Backend concept");
 
  public:
+  /// The backend type.
   using Backend = BackendT;
+  /// The scalar type of parameters, activations and gradients.
   using T = typename Backend::Scalar;
+  /// The backend's owning buffer type.
   using Buffer = typename Backend::Buffer;
+  /// Signed type of sizes and indices.
   using Index = std::ptrdiff_t;
 
+  /// The model configuration C.
   static constexpr Config config = C;
+  /// Offsets of every parameter tensor in parameters() and gradients() (param_offsets<C>()).
   static constexpr auto offsets = param_offsets<C>();
   /// Number of learnable scalars (length of parameters() and gradients()).
   static constexpr std::size_t num_params = offsets.total;
 
+  /// D, token width (Config::dim).
   static constexpr Index D = C.dim, L = C.depth, h = C.heads, d = C.dim_head, I = C.inner_dim(),
                          M = C.mlp_dim, K = C.num_classes, N = C.num_tokens(), n = C.num_patches(),
                          PD = C.patch_dim(), Ch = C.channels, S = C.image_size, P = C.patch_size;
+  /// @var L
+  /// L, number of transformer blocks (Config::depth).
+  /// @var h
+  /// h, number of attention heads (Config::heads).
+  /// @var d
+  /// d, width of one head (Config::dim_head).
+  /// @var I
+  /// I = h * d, width of q, k and v (Config::inner_dim()).
+  /// @var M
+  /// M, hidden width of the MLP (Config::mlp_dim).
+  /// @var K
+  /// K, number of classes: the logits are [B, K] (Config::num_classes).
+  /// @var N
+  /// N = n + 1, tokens per image, class token first (Config::num_tokens()).
+  /// @var n
+  /// n, patches per image (Config::num_patches()).
+  /// @var PD
+  /// PD, features of one patch before the embedding (Config::patch_dim()).
+  /// @var Ch
+  /// Ch = C, image channels (Config::channels).
+  /// @var S
+  /// H = W, image size in pixels (Config::image_size).
+  /// @var P
+  /// P, patch size in pixels (Config::patch_size).
 
   /// @brief A model with default initialisation (see init_parameters) from `seed`.
+  ///
+  /// Allocates the parameter and gradient buffers; the activations are allocated by the first
+  /// forward. The model starts in evaluation mode with no regularisation.
+  /// @param backend the backend instance (execution context), moved into the model
+  /// @param seed    seed of the parameter initialisation
   explicit ViT(Backend backend = {}, std::uint64_t seed = 0)
       : backend_(std::move(backend)),
         params_(backend_.allocate(num_params)),
@@ -64,12 +107,18 @@ class ViT {
     init_parameters(seed);
   }
 
+  /// @brief Move constructor; the model is move-only (it owns backend buffers).
   ViT(ViT&&) noexcept = default;
+  /// @brief Move assignment.
   ViT& operator=(ViT&&) noexcept = default;
 
   /// @brief The specification's default initialisation: Linear weights and biases
   /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)); LayerNorm weight 1, bias 0; position embedding and class
   /// token N(0, 1); temperature log(d^-0.5) (shared_log) or d^-0.5 (per_head).
+  ///
+  /// Draws from Rng(seed) in param_table<C>() order, then zeroes the gradients.
+  /// @param seed seed of the generator; the same seed gives the same values (rounded to T) on
+  /// every backend
   void init_parameters(std::uint64_t seed) {
     std::vector<T> host(num_params, T(0));
     Rng rng(seed);
@@ -103,14 +152,18 @@ class ViT {
     zero_grad();
   }
 
+  /// @brief The backend instance the model runs on.
   Backend& backend() { return backend_; }
+  /// @brief The backend instance the model runs on.
   const Backend& backend() const { return backend_; }
 
   /// @brief The flat parameter buffer [num_params] in backend memory (layout: param_layout.hpp).
   T* parameters() { return params_.data(); }
+  /// @brief The flat parameter buffer [num_params] in backend memory (read-only).
   const T* parameters() const { return params_.data(); }
   /// @brief The flat gradient buffer [num_params], same layout; backward() accumulates into it.
   T* gradients() { return grads_.data(); }
+  /// @brief The flat gradient buffer [num_params] in backend memory (read-only).
   const T* gradients() const { return grads_.data(); }
 
   /// @brief Copy the parameters to a host vector [num_params].
@@ -118,6 +171,8 @@ class ViT {
   /// @brief Copy the gradients to a host vector [num_params].
   std::vector<T> gradients_to_host() const { return to_host_vector(grads_.data(), num_params); }
   /// @brief Replace all parameters from host memory [num_params].
+  /// @param host the new parameters [num_params], in the param_layout.hpp order
+  /// @throws std::invalid_argument when host.size() != num_params
   void set_parameters(std::span<const T> host) {
     if (host.size() != num_params) throw std::invalid_argument("vitiq::ViT::set_parameters: wrong length");
     backend_.to_device(params_.data(), host.data(), num_params);
@@ -127,20 +182,36 @@ class ViT {
   void zero_grad() { backend_.fill(grads_.data(), T(0), num_params); }
 
   /// @brief Training mode enables dropout and stochastic depth; evaluation (default) disables them.
+  ///
+  /// Keep the mode unchanged between a forward and its backward.
+  /// @param on true for training mode, false for evaluation mode
   void set_training(bool on) { training_ = on; }
+  /// @brief True in training mode.
   bool training() const { return training_; }
+  /// @brief Set the dropout and stochastic-depth rates used in training mode.
+  ///
+  /// Keep them unchanged between a forward and its backward.
+  /// @param r the rates, each in [0, 1)
   void set_regularization(const Regularization& r) { reg_ = r; }
+  /// @brief The rates used in training mode.
   const Regularization& regularization() const { return reg_; }
   /// @brief Seed of the dropout masks; with the forward counter it fixes every mask.
+  /// @param seed any 64-bit value
   void set_dropout_seed(std::uint64_t seed) { dropout_seed_ = seed; }
   /// @brief Number of forward passes run in training mode (the dropout stream counter).
   std::uint64_t forward_count() const { return forward_count_; }
+  /// @brief Restore the dropout stream counter (resuming from a checkpoint).
+  /// @param c the value forward_count() had when the checkpoint was written
   void set_forward_count(std::uint64_t c) { forward_count_ = c; }
 
   /// @brief Forward pass on images in backend memory.
+  ///
+  /// Caches every activation the backward needs and the attention of every block. In training
+  /// mode it applies the configured regularisation and increments forward_count().
   /// @param images [B, C, H, W], normalised.
   /// @param batch  B >= 1.
   /// @return logits [B, K] in backend memory, valid until the next forward.
+  /// @throws std::invalid_argument when batch < 1
   const T* forward_device(const T* images, Index batch) {
     if (batch < 1) throw std::invalid_argument("vitiq::ViT::forward: batch must be >= 1");
     prepare(batch);
@@ -220,6 +291,10 @@ class ViT {
   }
 
   /// @brief Forward pass from host memory: copies images [B, C, H, W] in and logits [B, K] out.
+  /// @param images host memory [B, C, H, W], normalised
+  /// @param batch  B >= 1
+  /// @return host logits [B, K], owned by the model and valid until the next forward()
+  /// @throws std::invalid_argument when images.size() != B * C * H * W or batch < 1
   std::span<const T> forward(std::span<const T> images, Index batch) {
     const std::size_t per_image = std::size_t(Ch * S * S);
     if (images.size() != per_image * std::size_t(batch))
@@ -237,8 +312,12 @@ class ViT {
   }
 
   /// @brief Backward pass of the last forward: accumulates every parameter gradient.
+  ///
+  /// Adds (+=) into gradients(); call zero_grad() before a step. Parameters, training mode and
+  /// regularisation must be those of the forward.
   /// @param dlogits [B, K] gradient of the loss w.r.t. the logits, in backend memory.
   /// @param dimages optional [B, C, H, W] output: gradient w.r.t. the input images (assigned).
+  /// @throws std::logic_error when there is no forward pass to differentiate
   void backward_device(const T* dlogits, T* dimages = nullptr) {
     const Index B = batch_, BN = B * N;
     if (B == 0) throw std::logic_error("vitiq::ViT::backward: no forward pass to differentiate");
@@ -318,6 +397,9 @@ class ViT {
   }
 
   /// @brief Host-memory variant of backward_device: dlogits [B, K] from the host.
+  /// @param dlogits host memory [B, K], B the batch of the last forward
+  /// @throws std::invalid_argument when dlogits.size() != B * K
+  /// @throws std::logic_error when there is no forward pass to differentiate
   void backward(std::span<const T> dlogits) {
     if (dlogits.size() != std::size_t(batch_ * K))
       throw std::invalid_argument("vitiq::ViT::backward: dlogits must hold B * K values");
@@ -332,18 +414,30 @@ class ViT {
 
   /// @brief Batch size of the last forward (0 before the first).
   Index batch() const { return batch_; }
-  /// @brief Logits [B, K] of the last forward, in backend memory.
+  /// @brief Logits [B, K] of the last forward, in backend memory (nullptr before the first).
   const T* logits() const { return a_.logits; }
   /// @brief Post-softmax attention of block `layer` from the last forward, [B, h, N, N], in
   /// backend memory (before attention dropout).
+  /// @param layer block index in [0, L)
+  /// @return backend memory, valid until the next forward
+  /// @throws std::out_of_range when layer is outside [0, L) or before the first forward
   const T* attention(Index layer) const { return a_.block.at(std::size_t(layer)).attn; }
   /// @brief Host copy of attention(layer), [B, h, N, N].
+  /// @param layer block index in [0, L)
+  /// @throws std::out_of_range as attention()
   std::vector<T> attention_to_host(Index layer) const {
     return to_host_vector(attention(layer), std::size_t(batch_ * h * N * N));
   }
   /// @brief Gradient of the loss w.r.t. the post-softmax attention of block `layer` from the last
   /// backward, [B, h, N, N], kept only when keep_attention_gradients(true) was set.
+  /// @param layer block index in [0, L)
+  /// @return backend memory, or nullptr when attention gradients are not kept
+  /// @throws std::out_of_range as attention()
   const T* attention_gradient(Index layer) const { return a_.block.at(std::size_t(layer)).d_attn_kept; }
+  /// @brief Keep (or stop keeping) the attention gradients for attention_gradient().
+  ///
+  /// Invalidates the cached forward: run a new forward before the next backward.
+  /// @param on true to keep them from the next forward/backward pair on
   void keep_attention_gradients(bool on) { keep_attn_grad_ = on; batch_ = 0; }
 
  private:

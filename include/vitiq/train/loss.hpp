@@ -25,6 +25,7 @@ enum class LabelForm {
 
 /// @brief Parameters of the target construction.
 struct LabelOptions {
+  /// Which target distribution make_target() builds.
   LabelForm form = LabelForm::gaussian;
   double smoothing = 0.1;  ///< eps for LabelForm::smoothed
   double sigma = 0.49;     ///< s for LabelForm::gaussian
@@ -32,6 +33,13 @@ struct LabelOptions {
 
 /// @brief Write the target distribution [K] for a vote in [1, K] (fractional votes allowed for
 /// gaussian, e.g. a MOS).
+/// @tparam T   the scalar type of the target
+/// @param out  the target [K] (assigned; sums to 1)
+/// @param vote 1-based vote in [1, K]; an integer for LabelForm::hard and LabelForm::smoothed
+/// @param K    number of classes
+/// @param opt  which form, and its smoothing or sigma
+/// @throws std::invalid_argument when the vote is outside [1, K] (or NaN), or not an integer for
+/// the hard and smoothed forms
 template <class T>
 void make_target(T* out, double vote, int K, const LabelOptions& opt = {}) {
   if (!(vote >= 1.0 && vote <= double(K)))
@@ -55,6 +63,12 @@ void make_target(T* out, double vote, int K, const LabelOptions& opt = {}) {
 }
 
 /// @brief Targets [B, K] for votes [B].
+/// @tparam T    the scalar type of the targets
+/// @param votes 1-based votes [B]
+/// @param K     number of classes
+/// @param opt   as in make_target()
+/// @return the targets [B, K], row b built by make_target() from votes[b]
+/// @throws std::invalid_argument as make_target()
 template <class T>
 std::vector<T> make_targets(std::span<const double> votes, int K, const LabelOptions& opt = {}) {
   std::vector<T> out(votes.size() * std::size_t(K));
@@ -69,17 +83,29 @@ enum class LossKind {
 };
 
 /// @brief Computes a loss and its gradient w.r.t. the logits on a backend, owning the buffers.
+///
+/// The buffers are reallocated when B or K changes between calls.
+/// @tparam BackendT a type satisfying vitiq::Backend
 template <class BackendT>
 class Criterion {
  public:
+  /// The backend's scalar type.
   using T = typename BackendT::Scalar;
+  /// Signed type of sizes.
   using Index = std::ptrdiff_t;
 
+  /// @brief A criterion computing the loss `kind`.
+  /// @param kind cross-entropy against distributions, or squared error of the expected vote
   explicit Criterion(LossKind kind = LossKind::cross_entropy) : kind_(kind) {}
 
   /// @brief Loss of the batch (mean over samples) and, in dlogits(), its gradient.
+  ///
+  /// The gradient is that of the mean, i.e. scaled by 1/B; pass it to ViT::backward_device().
+  /// @param be      the backend the tensors live on
   /// @param logits  [B, K] in backend memory
   /// @param targets [B, K] distributions (cross_entropy) or [B] votes (expected_vote_mse), backend memory
+  /// @param B       batch size, >= 1
+  /// @param K       number of classes
   /// @return the mean loss, read back to the host
   double forward_backward(BackendT& be, const T* logits, const T* targets, Index B, Index K) {
     if (B != batch_ || K != classes_) {
@@ -107,6 +133,7 @@ class Criterion {
   const T* probabilities() const { return probs_.data(); }
   /// @brief Per-sample losses [B] of the last call (host).
   std::span<const T> sample_losses() const { return host_loss_; }
+  /// @brief The loss this criterion computes.
   LossKind kind() const { return kind_; }
 
  private:

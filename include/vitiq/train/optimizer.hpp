@@ -21,22 +21,39 @@ enum class OptimizerKind { adam, adamw };
 
 /// @brief Hyper-parameters of Adam / AdamW (PyTorch's defaults apart from weight_decay).
 struct AdamOptions {
+  /// Adam (L2 added to the gradient) or AdamW (decoupled decay).
   OptimizerKind kind = OptimizerKind::adamw;
+  /// Learning rate used by Adam::step(params, grads).
   double lr = 1e-3;
+  /// Decay rate of the first moment m.
   double beta1 = 0.9;
+  /// Decay rate of the second moment v.
   double beta2 = 0.999;
+  /// Added to the bias-corrected sqrt(v) in the denominator.
   double eps = 1e-8;
+  /// Weight decay of the decaying ranges (Linear weights, or all with decay_all).
   double weight_decay = 0.0;
   bool decay_all = false;  ///< false: no decay on norms, biases, embeddings and temperatures
 };
 
 /// @brief Adam / AdamW state (m, v, step count) and the update, on backend `BackendT`.
+///
+/// Keeps a pointer to the backend given at construction, which must outlive the optimiser.
+/// @tparam BackendT a type satisfying vitiq::Backend
 template <class BackendT>
 class Adam {
  public:
+  /// The backend's scalar type.
   using T = typename BackendT::Scalar;
 
   /// @brief Optimiser for a flat buffer of `n` parameters described by `table` (param_table<C>()).
+  ///
+  /// Moments start at zero and the step count at 0. Adjacent tensors with the same decay setting
+  /// are merged into one range, updated by one adam_update() call.
+  /// @param backend the backend of the parameter buffer (kept by pointer)
+  /// @param table   the named tensors of the layout; they must lie inside [0, n)
+  /// @param n       length of the parameter, gradient and moment buffers (ViT::num_params)
+  /// @param opt     hyper-parameters
   Adam(BackendT& backend, const std::vector<ParamInfo>& table, std::size_t n, AdamOptions opt = {})
       : be_(&backend), opt_(opt), n_(n), m_(backend.allocate(n)), v_(backend.allocate(n)) {
     for (const ParamInfo& p : table) {
@@ -50,6 +67,12 @@ class Adam {
   }
 
   /// @brief One update of params [n] from grads [n] with learning rate `lr` (backend memory).
+  ///
+  /// Increments steps() first, so the bias corrections use t = steps(). Only the ranges of the
+  /// table are updated; the gradients are not modified.
+  /// @param params parameters [n] in backend memory, updated in place
+  /// @param grads  gradients [n] in backend memory
+  /// @param lr     learning rate of this step (e.g. from a schedule); options().lr is not used
   void step(T* params, const T* grads, double lr) {
     ++t_;
     const double bc1 = 1.0 - std::pow(opt_.beta1, double(t_));
@@ -61,20 +84,31 @@ class Adam {
                        r.size, s);
     }
   }
-  /// @brief One update with the configured learning rate.
+  /// @brief One update with the configured learning rate options().lr.
+  /// @param params parameters [n] in backend memory, updated in place
+  /// @param grads  gradients [n] in backend memory
   void step(T* params, const T* grads) { step(params, grads, opt_.lr); }
 
   /// @brief Number of updates so far (PyTorch's `step` state).
   std::int64_t steps() const { return t_; }
+  /// @brief Restore the number of updates (resuming from a checkpoint).
+  /// @param t the value steps() had when the checkpoint was written
   void set_steps(std::int64_t t) { t_ = t; }
+  /// @brief The hyper-parameters.
   const AdamOptions& options() const { return opt_; }
+  /// @brief The hyper-parameters, modifiable between steps.
+  ///
+  /// The weight-decay ranges were fixed at construction: changing decay_all has no effect.
   AdamOptions& options() { return opt_; }
+  /// @brief Number of elements n of the buffers.
   std::size_t size() const { return n_; }
   /// @brief First moment [n], backend memory.
   T* m() { return m_.data(); }
+  /// @brief First moment [n], backend memory (read-only).
   const T* m() const { return m_.data(); }
   /// @brief Second moment [n], backend memory.
   T* v() { return v_.data(); }
+  /// @brief Second moment [n], backend memory (read-only).
   const T* v() const { return v_.data(); }
 
  private:
@@ -92,6 +126,11 @@ class Adam {
 
 /// @brief Scale grads [n] so that their global L2 norm is at most max_norm, as
 /// torch.nn.utils.clip_grad_norm_ does (coefficient max_norm / (norm + 1e-6), applied when < 1).
+/// @tparam BackendT a type satisfying vitiq::Backend
+/// @param be       the backend the gradients live on
+/// @param grads    gradients [n] in backend memory, scaled in place
+/// @param n        number of elements
+/// @param max_norm the largest L2 norm allowed
 /// @return the norm before clipping
 template <class BackendT>
 double clip_grad_norm(BackendT& be, typename BackendT::Scalar* grads, std::size_t n, double max_norm) {

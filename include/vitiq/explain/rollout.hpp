@@ -24,9 +24,11 @@ enum class HeadFusion { mean, max, min };
 
 /// @brief A square matrix [n, n], row-major.
 struct Square {
-  std::size_t n = 0;
+  std::size_t n = 0;      ///< rows = columns
   std::vector<double> a;  ///< [n, n]
+  /// @brief Element (i, j).
   double& operator()(std::size_t i, std::size_t j) { return a[i * n + j]; }
+  /// @brief Element (i, j).
   double operator()(std::size_t i, std::size_t j) const { return a[i * n + j]; }
 };
 
@@ -54,7 +56,7 @@ inline std::vector<double> class_token_map(const Square& fused) {
 
 /// @brief Options of attention rollout.
 struct RolloutOptions {
-  HeadFusion fusion = HeadFusion::mean;
+  HeadFusion fusion = HeadFusion::mean;  ///< how heads are fused per block
   double discard_ratio = 0.0;  ///< zero this lowest fraction of each fused matrix (never row 0 or column 0)
 };
 

@@ -20,8 +20,9 @@ namespace vitiq {
 
 /// @brief One decoded stimulus: RGB pixels [h, w, 3] row-major, and its label.
 struct Stimulus {
-  std::string name;
-  int height = 0, width = 0;
+  std::string name;  ///< file name (as in the rating tables)
+  int height = 0;    ///< h, pixels
+  int width = 0;     ///< w, pixels
   std::vector<std::uint8_t> rgb;  ///< [h, w, 3]
   double vote = 0;                ///< 1-based vote, or MOS, or band
 };
@@ -31,7 +32,7 @@ struct CropOptions {
   int grid = 8;            ///< crop offsets are multiples of this (8: the JPEG block grid); 1 = any offset
   bool hflip = true;       ///< random horizontal flip
   bool normalize = true;   ///< ImageNet mean/std
-  std::uint64_t seed = 0;
+  std::uint64_t seed = 0;  ///< with (epoch, index), fixes every crop and flip
 };
 
 namespace detail {
@@ -56,13 +57,16 @@ class CropBatchSource : public BatchSource<T> {
  public:
   /// @param stimuli each at least S x S pixels
   /// @param S       crop size (the model's image_size)
+  /// @param opt     crop grid, flips, normalisation, seed
   CropBatchSource(const std::vector<Stimulus>& stimuli, int S, CropOptions opt = {})
       : stimuli_(stimuli), S_(S), opt_(opt) {
     for (const auto& s : stimuli_)
       if (s.height < S || s.width < S)
         throw std::invalid_argument("CropBatchSource: stimulus '" + s.name + "' is smaller than the crop");
   }
+  /// @brief Number of samples (one crop of each stimulus per epoch).
   std::size_t size() const override { return stimuli_.size(); }
+  /// @brief One random crop per requested stimulus: images [B, 3, S, S], votes [B].
   void fill(std::span<const std::size_t> indices, std::uint64_t epoch, T* images, double* votes) override {
     const std::size_t per = std::size_t(3) * S_ * S_;
     for (std::size_t b = 0; b < indices.size(); ++b) {
@@ -88,12 +92,16 @@ class CropBatchSource : public BatchSource<T> {
 template <class T>
 class TileEvalSource : public EvalSource<T> {
  public:
+  /// @brief Views of `stimuli` (kept by reference) as S x S tiles, ImageNet-normalised if asked.
   TileEvalSource(const std::vector<Stimulus>& stimuli, int S, bool normalize = true)
       : stimuli_(stimuli), S_(S), normalize_(normalize) {}
+  /// @brief Number of stimuli.
   std::size_t size() const override { return stimuli_.size(); }
+  /// @brief floor(h / S) * floor(w / S) tiles of stimulus i.
   std::size_t views(std::size_t i) const override {
     return std::size_t(stimuli_[i].height / S_) * std::size_t(stimuli_[i].width / S_);
   }
+  /// @brief The tiles of stimulus i in row-major tile order: images [views(i), 3, S, S].
   void fill_views(std::size_t i, T* images) override {
     const Stimulus& s = stimuli_[i];
     const int rows = s.height / S_, cols = s.width / S_;
@@ -102,6 +110,7 @@ class TileEvalSource : public EvalSource<T> {
       for (int c = 0; c < cols; ++c)
         detail::crop_to_chw(s, r * S_, c * S_, S_, false, normalize_, images + std::size_t(r * cols + c) * per);
   }
+  /// @brief The label of stimulus i.
   double vote(std::size_t i) const override { return stimuli_[i].vote; }
 
  private:

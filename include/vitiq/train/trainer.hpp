@@ -52,6 +52,7 @@ template <class T>
 class EvalSource {
  public:
   virtual ~EvalSource() = default;
+  /// @brief Number of stimuli.
   virtual std::size_t size() const = 0;
   /// @brief Number of views of stimulus i.
   virtual std::size_t views(std::size_t i) const = 0;
@@ -96,20 +97,21 @@ enum class ScheduleKind { constant, warmup_cosine, plateau };
 
 /// @brief Everything a training run is configured by (the flags of vitiq-train map onto it).
 struct TrainOptions {
-  int epochs = 30;
-  int batch_size = 64;
+  int epochs = 30;               ///< passes over the BatchSource
+  int batch_size = 64;           ///< samples per step (the last batch of an epoch may be smaller)
+  /// Optimiser; `optimizer.lr` is the peak learning rate of the schedule.
   AdamOptions optimizer{.kind = OptimizerKind::adamw, .lr = 1e-3, .weight_decay = 0.05};
-  ScheduleKind schedule = ScheduleKind::warmup_cosine;
+  ScheduleKind schedule = ScheduleKind::warmup_cosine;  ///< learning-rate schedule
   double warmup_epochs = 1.0;    ///< warmup_cosine: linear warm-up length
   double min_lr = 1e-5;          ///< warmup_cosine: final learning rate
   double plateau_factor = 0.5;   ///< plateau: factor, on the validation loss
-  int plateau_patience = 5;
+  int plateau_patience = 5;      ///< plateau: epochs without improvement before a reduction
   LabelOptions labels{};         ///< target form for cross-entropy
-  LossKind loss = LossKind::cross_entropy;
+  LossKind loss = LossKind::cross_entropy;  ///< cross-entropy on targets, or expected-vote MSE
   double clip_norm = 1.0;        ///< 0 disables clipping
-  Regularization regularization{};
+  Regularization regularization{};  ///< dropout and stochastic depth in training mode
   int early_stopping = 0;        ///< stop after this many epochs without a better validation metric (0: off)
-  std::uint64_t seed = 0;
+  std::uint64_t seed = 0;        ///< fixes the epoch order and the dropout masks
   std::filesystem::path out_dir;  ///< checkpoints and metrics.csv; empty: keep nothing on disk
   bool resume = false;            ///< continue from out_dir/last.ckpt.safetensors when it exists
   const std::atomic<bool>* stop = nullptr;  ///< when set to true, stop after the current step
@@ -117,39 +119,50 @@ struct TrainOptions {
 
 /// @brief One epoch's numbers (a row of metrics.csv).
 struct EpochReport {
-  int epoch = 0;
-  std::int64_t step = 0;
-  double lr = 0, train_loss = 0, train_accuracy = 0;
-  double val_loss = std::numeric_limits<double>::quiet_NaN(), val_accuracy = std::numeric_limits<double>::quiet_NaN();
-  double seconds = 0, images_per_second = 0;
-  bool best = false;
+  int epoch = 0;            ///< 1-based epoch number
+  std::int64_t step = 0;    ///< optimiser steps taken so far
+  double lr = 0;            ///< learning rate of the epoch's last step
+  double train_loss = 0;    ///< mean training loss over the epoch
+  double train_accuracy = 0;  ///< arg-max accuracy on the training samples (rounded votes)
+  double val_loss = std::numeric_limits<double>::quiet_NaN();      ///< validation cross-entropy (NaN: no validation)
+  double val_accuracy = std::numeric_limits<double>::quiet_NaN();  ///< validation exact accuracy, tiles averaged
+  double seconds = 0;       ///< wall time of the epoch's training (validation excluded)
+  double images_per_second = 0;  ///< training throughput
+  bool best = false;        ///< this epoch improved the validation score (best.safetensors written)
 };
 
 /// @brief Progress of a running step (for terminal output).
 struct StepProgress {
-  int epoch, epochs;
-  std::size_t batch, batches;
-  double loss, accuracy, images_per_second, eta_seconds;
+  int epoch;                 ///< 1-based current epoch
+  int epochs;                ///< total epochs
+  std::size_t batch;         ///< 1-based batch within the epoch
+  std::size_t batches;       ///< batches per epoch
+  double loss;               ///< mean loss of the epoch so far
+  double accuracy;           ///< training accuracy of the epoch so far
+  double images_per_second;  ///< throughput of this run so far
+  double eta_seconds;        ///< estimated time to the end of the run
 };
 
 /// @brief How a fit() ended.
 struct FitResult {
-  std::vector<EpochReport> history;
-  double best_val_accuracy = std::numeric_limits<double>::quiet_NaN();
-  int best_epoch = -1;
+  std::vector<EpochReport> history;  ///< one report per completed epoch (earlier runs included on resume)
+  double best_val_accuracy = std::numeric_limits<double>::quiet_NaN();  ///< at the best epoch
+  int best_epoch = -1;               ///< 1-based epoch of best.safetensors (-1: none)
   bool stopped = false;     ///< stop flag seen: a checkpoint was written, resume to continue
-  bool early_stopped = false;
+  bool early_stopped = false;  ///< ended by TrainOptions::early_stopping
 };
 
 /// @brief Trains a model. See the file comment for the determinism and resume guarantees.
 template <class Model>
 class Trainer {
  public:
-  using T = typename Model::T;
-  using BackendT = typename Model::Backend;
-  static constexpr Config C = Model::config;
+  using T = typename Model::T;                ///< scalar type of the model
+  using BackendT = typename Model::Backend;  ///< the model's backend
+  static constexpr Config C = Model::config;  ///< the model's configuration
+  /// Values per image, C * H * W.
   static constexpr std::size_t per_image = std::size_t(C.channels) * C.image_size * C.image_size;
 
+  /// @brief A trainer of `model` (kept by reference) with the optimiser state it creates.
   Trainer(Model& model, TrainOptions options)
       : model_(model), opt_(options),
         adam_(model.backend(), param_table<C>(), Model::num_params, options.optimizer),
@@ -157,6 +170,7 @@ class Trainer {
 
   /// @brief Called after each step and each epoch (progress output).
   std::function<void(const StepProgress&)> on_step;
+  /// @brief Called after each epoch's validation and checkpoint.
   std::function<void(const EpochReport&)> on_epoch;
 
   /// @brief Train on `train`, validating on `val` (may be null) after every epoch.
@@ -266,6 +280,7 @@ class Trainer {
     return result;
   }
 
+  /// @brief The optimiser (its moments and step count are part of every checkpoint).
   Adam<BackendT>& optimizer() { return adam_; }
 
  private:

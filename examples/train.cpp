@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "vitiq/io/image.hpp"
 #include "vitiq/io/weights.hpp"
 #include "vitiq/train/stimulus_set.hpp"
@@ -334,19 +336,21 @@ struct Runner {
     vitiq::CropBatchSource<float> source(crops, C.image_size, {.grid = a.crop_grid, .hflip = a.flip, .seed = o.seed});
     vitiq::TileEvalSource<float> val(val_set, C.image_size);
     vitiq::Trainer<Model> trainer(model, o);
+    // On a terminal one line is rewritten every 2 s; in a log file a line is added every 30 s.
+    const bool tty = ::isatty(::fileno(stdout));
     auto last_print = std::chrono::steady_clock::now();
     trainer.on_step = [&](const vitiq::StepProgress& p) {
       const auto now = std::chrono::steady_clock::now();
-      if (now - last_print < std::chrono::seconds(2) && p.batch != p.batches) return;
+      if (now - last_print < std::chrono::seconds(tty ? 2 : 30) || p.batch == p.batches) return;
       last_print = now;
-      std::printf("\r  %s epoch %d/%d batch %zu/%zu  loss %.4f  acc %.3f  %.0f img/s  ETA %s   ", title.c_str(),
-                  p.epoch, p.epochs, p.batch, p.batches, p.loss, p.accuracy, p.images_per_second,
-                  hms(p.eta_seconds).c_str());
+      std::printf("%s  %s epoch %d/%d batch %zu/%zu  loss %.4f  acc %.3f  %.0f img/s  ETA %s   %s", tty ? "\r" : "",
+                  title.c_str(), p.epoch, p.epochs, p.batch, p.batches, p.loss, p.accuracy, p.images_per_second,
+                  hms(p.eta_seconds).c_str(), tty ? "" : "\n");
       std::fflush(stdout);
     };
     trainer.on_epoch = [&](const vitiq::EpochReport& r) {
-      std::printf("\r  %s epoch %d/%d  lr %.2e  train loss %.4f acc %.3f | val loss %.4f acc %.3f%s  (%.1f s, %.0f img/s)\n",
-                  title.c_str(), r.epoch, o.epochs, r.lr, r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy,
+      std::printf("%s  %s epoch %d/%d  lr %.2e  train loss %.4f acc %.3f | val loss %.4f acc %.3f%s  (%.1f s, %.0f img/s)\n",
+                  tty ? "\r" : "", title.c_str(), r.epoch, o.epochs, r.lr, r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy,
                   r.best ? " *best" : "", r.seconds, r.images_per_second);
       std::fflush(stdout);
     };

@@ -2,21 +2,28 @@
 // header length, a JSON header {name: {dtype, shape, data_offsets}} with an optional
 // "__metadata__" string map, then the raw little-endian tensor data.
 //
-// Invariant: a SafetensorsFile that parsed has every tensor inside the data section, with a byte
-// size equal to numel * dtype size, no two tensors overlapping, and no duplicate names; every
-// check runs before anything is allocated for the tensors, so a hostile header cannot force a
-// large allocation.
+// Invariant: a SafetensorsFile that parsed has a strict-JSON (UTF-8) header, every tensor inside
+// the data section with a byte size equal to numel * dtype size, no byte shared by two tensors,
+// and no duplicate names (bytes no tensor covers are tolerated). Every check runs on the header
+// alone, before anything is allocated for the tensors, so a hostile header cannot force a large
+// allocation. Little-endian on disk and (static_assert) on the host; F16/BF16 conversions are
+// written out here and round to nearest even.
 #pragma once
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <limits>
 #include <map>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "vitiq/error.hpp"
@@ -95,6 +102,76 @@ inline std::uint16_t float_to_bf16(float f) {
   x += 0x7FFF + ((x >> 16) & 1);
   return std::uint16_t(x >> 16);
 }
+// `d` rounded to float with round-to-odd (truncate, then set the last bit when inexact). Rounding
+// that float to F16 or BF16 (nearest even) then equals rounding `d` directly: float keeps more than
+// two bits beyond their precision, so no double rounding can occur.
+template <class Wide>
+inline float to_float_round_odd(Wide d) {
+  const float f = static_cast<float>(d);
+  if (std::isnan(d) || static_cast<Wide>(f) == d) return f;
+  const float t = std::fabs(static_cast<Wide>(f)) > std::fabs(d) ? std::nextafter(f, 0.0f) : f;  // truncated
+  return std::bit_cast<float>(std::bit_cast<std::uint32_t>(t) | 1u);
+}
+// An arithmetic value as a float ready for F16/BF16 rounding (see to_float_round_odd).
+template <class T>
+inline float to_float_for_half(T v) {
+  if constexpr (std::is_same_v<T, float>) {
+    return v;
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return to_float_round_odd(static_cast<long double>(v));
+  } else {
+    // long double holds every 64-bit integer exactly on x86-64 and AArch64 Linux.
+    using Wide = std::conditional_t<(std::numeric_limits<long double>::digits >= 64), long double, double>;
+    return to_float_round_odd(static_cast<Wide>(v));
+  }
+}
+// Converts `v` to T when it is representable: any value to a floating T (rounded; NaN and
+// infinities kept); to an integral T only a finite integral value in T's range.
+template <class T, class U>
+inline bool checked_cast(U v, T& out) {
+  if constexpr (std::is_floating_point_v<T>) {
+    out = static_cast<T>(v);
+    return true;
+  } else if constexpr (std::is_floating_point_v<U>) {
+    constexpr int bits = std::numeric_limits<T>::digits;  // 63 for int64_t, 8 for uint8_t, ...
+    const long double x = v;
+    const long double lo = std::is_signed_v<T> ? -std::ldexp(1.0L, bits) : 0.0L;
+    if (!std::isfinite(x) || std::trunc(x) != x || x < lo || x >= std::ldexp(1.0L, bits)) return false;
+    out = static_cast<T>(x);
+    return true;
+  } else {
+    if (!std::in_range<T>(v)) return false;
+    out = static_cast<T>(v);
+    return true;
+  }
+}
+template <class T>
+inline std::string value_string(T v) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (std::isnan(v)) return "nan";
+    if (std::isinf(v)) return v < 0 ? "-inf" : "inf";
+    return json::number_to_string(double(v));
+  } else {
+    return std::to_string(v);
+  }
+}
+template <class T>
+inline std::string type_string() {
+  if constexpr (std::is_same_v<T, float>) return "float";
+  else if constexpr (std::is_same_v<T, double>) return "double";
+  else if constexpr (std::is_floating_point_v<T>) return "long double";
+  else return (std::is_signed_v<T> ? "int" : "uint") + std::to_string(sizeof(T) * 8);
+}
+// Product of the dimensions; false when one is negative or the product (or its byte size at
+// `elem_size` bytes each) overflows 64 bits.
+inline bool checked_numel(std::span<const std::int64_t> shape, std::size_t elem_size, std::uint64_t& numel) {
+  numel = 1;
+  for (const std::int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(numel, std::uint64_t(d), &numel)) return false;
+  std::uint64_t bytes = 0;
+  return !__builtin_mul_overflow(numel, std::uint64_t(elem_size), &bytes) &&
+         bytes <= std::numeric_limits<std::size_t>::max();
+}
 inline std::string shape_string(std::span<const std::int64_t> s) {
   std::string out = "[";
   for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
@@ -109,8 +186,8 @@ struct TensorInfo {
   /// The stored element type.
   DType dtype;
   std::vector<std::int64_t> shape;  ///< [] for a scalar
-  /// Byte offset of the first byte in the data section.
-  std::size_t begin, end;           ///< byte offset one past the last byte in the data section
+  std::size_t begin;  ///< offset of its first byte in the data section
+  std::size_t end;    ///< offset one past its last byte in the data section (begin == end: empty)
   /// @brief Number of elements (1 for a scalar).
   std::size_t numel() const {
     std::size_t n = 1;
@@ -122,7 +199,7 @@ struct TensorInfo {
 /// @brief A safetensors file read wholly into memory and validated.
 class SafetensorsFile {
  public:
-  /// Headers larger than this are refused (the format's own reference limit is 100 MB).
+  /// Headers longer than this (100 MiB) are refused before being read.
   static constexpr std::uint64_t max_header_bytes = 100u << 20;
 
   /// @brief Read and validate a file.
@@ -177,13 +254,18 @@ class SafetensorsFile {
 
   /// @brief A tensor converted to T (float, double or an integer type), any stored dtype.
   ///
-  /// Conversion is a static_cast per element (F16 and BF16 go through float).
-  /// @tparam T   the element type wanted
+  /// To a floating T every value converts (rounded to nearest; F16 and BF16 widen exactly through
+  /// float; NaN and infinities are kept). To an integral T only values it represents exactly do:
+  /// a finite whole number in T's range (BOOL reads as 0 and 1).
+  /// @tparam T   the element type wanted (arithmetic, not bool: read BOOL tensors as std::uint8_t)
   /// @param name tensor name
   /// @return the elements, row-major, numel() of them
-  /// @throws FormatError when there is no such tensor
+  /// @throws FormatError naming the file and tensor when there is no such tensor, or when an
+  /// element is not representable as an integral T (a fraction, NaN, out of range)
   template <class T>
   std::vector<T> read(std::string_view name) const {
+    static_assert(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>,
+                  "read() converts to float, double or an integer type (read BOOL as std::uint8_t)");
     const TensorInfo& t = info(name);
     std::vector<T> out(t.numel());
     convert(t, out.data());
@@ -197,9 +279,11 @@ class SafetensorsFile {
   /// @param out            destination, exactly numel() elements
   /// @throws ConfigMismatch "<file>: tensor 'x' has shape [a, b], expected [c, d]", or when the
   /// size of `out` differs from the tensor's
-  /// @throws FormatError when there is no such tensor
+  /// @throws FormatError when there is no such tensor, or an element does not convert (see read())
   template <class T>
   void read_into(std::string_view name, std::span<const std::int64_t> expected_shape, std::span<T> out) const {
+    static_assert(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>,
+                  "read_into() converts to float, double or an integer type (read BOOL as std::uint8_t)");
     const TensorInfo& t = info(name);
     if (!std::equal(t.shape.begin(), t.shape.end(), expected_shape.begin(), expected_shape.end()))
       throw ConfigMismatch(source_ + ": tensor '" + t.name + "' has shape " + detail::shape_string(t.shape) +
@@ -212,7 +296,7 @@ class SafetensorsFile {
 
  private:
   const TensorInfo* find(std::string_view name) const {
-    auto it = by_name_.find(std::string(name));
+    const auto it = by_name_.find(name);
     return it == by_name_.end() ? nullptr : &tensors_[it->second];
   }
 
@@ -258,18 +342,20 @@ class SafetensorsFile {
         if (!d.is_number()) bad("shape holds a non-number");
         std::int64_t v = 0;
         try { v = d.as_int64(); } catch (const FormatError&) { bad("shape holds a non-integer"); }
-        if (v < 0) bad("negative dimension");
-        if (__builtin_mul_overflow(numel, std::uint64_t(v), &numel)) bad("shape overflows");
+        if (v < 0) bad("negative dimension " + std::to_string(v));
+        if (__builtin_mul_overflow(numel, std::uint64_t(v), &numel)) bad("shape overflows 64 bits");
         t.shape.push_back(v);
       }
       std::uint64_t nbytes = 0;
-      if (__builtin_mul_overflow(numel, std::uint64_t(dtype_size(t.dtype)), &nbytes)) bad("byte size overflows");
+      if (__builtin_mul_overflow(numel, std::uint64_t(dtype_size(t.dtype)), &nbytes))
+        bad("byte size of shape " + detail::shape_string(t.shape) + " overflows 64 bits");
       std::int64_t b = 0, e = 0;
       try {
         b = off->as_array()[0].as_int64();
         e = off->as_array()[1].as_int64();
       } catch (const FormatError&) { bad("data_offsets are not integers"); }
-      if (b < 0 || e < b) bad("data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "] are not ordered");
+      if (b < 0 || e < b)
+        bad("data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "] are not ordered (begin > end)");
       if (std::uint64_t(e) > data_size)
         bad("data_offsets end " + std::to_string(e) + " beyond the data section (" + std::to_string(data_size) +
             " bytes): file truncated?");
@@ -282,9 +368,14 @@ class SafetensorsFile {
       by_name_[name] = tensors_.size();
       tensors_.push_back(std::move(t));
     }
+    // No two tensors share a byte: sorted by begin, each must start at or after the previous end
+    // (ends then never decrease, so neighbours suffice). Empty tensors occupy no byte.
     std::vector<const TensorInfo*> sorted;
-    for (const auto& t : tensors_) sorted.push_back(&t);
-    std::sort(sorted.begin(), sorted.end(), [](auto a, auto b) { return a->begin < b->begin; });
+    sorted.reserve(tensors_.size());
+    for (const auto& t : tensors_)
+      if (t.end > t.begin) sorted.push_back(&t);
+    std::sort(sorted.begin(), sorted.end(),
+              [](const TensorInfo* x, const TensorInfo* y) { return x->begin < y->begin; });
     for (std::size_t i = 1; i < sorted.size(); ++i)
       if (sorted[i]->begin < sorted[i - 1]->end)
         fail("tensors '" + sorted[i - 1]->name + "' and '" + sorted[i]->name + "' overlap");
@@ -294,7 +385,15 @@ class SafetensorsFile {
   void convert(const TensorInfo& t, T* out) const {
     const std::byte* p = bytes_.data() + data_start_ + t.begin;
     const std::size_t n = t.numel();
-    auto each = [&](auto load) { for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(load(i)); };
+    // `load(i)` gives element i in a type that holds the stored value exactly.
+    auto each = [&](auto load) {
+      for (std::size_t i = 0; i < n; ++i) {
+        const auto v = load(i);
+        if (!detail::checked_cast(v, out[i]))
+          fail("tensor '" + t.name + "': element " + std::to_string(i) + " (" + detail::value_string(v) +
+               ") is not representable as " + detail::type_string<T>());
+      }
+    };
     auto get = [&]<class U>(U, std::size_t i) { U v; std::memcpy(&v, p + i * sizeof(U), sizeof(U)); return v; };
     switch (t.dtype) {
       case DType::F64: each([&](std::size_t i) { return get(double{}, i); }); break;
@@ -306,7 +405,9 @@ class SafetensorsFile {
       case DType::I16: each([&](std::size_t i) { return get(std::int16_t{}, i); }); break;
       case DType::I8: each([&](std::size_t i) { return get(std::int8_t{}, i); }); break;
       case DType::U8: each([&](std::size_t i) { return get(std::uint8_t{}, i); }); break;
-      case DType::BOOL: each([&](std::size_t i) { return get(std::uint8_t{}, i) != 0; }); break;
+      case DType::BOOL:
+        each([&](std::size_t i) { return std::uint8_t(get(std::uint8_t{}, i) != std::uint8_t{0}); });
+        break;
     }
   }
 
@@ -314,7 +415,7 @@ class SafetensorsFile {
   std::vector<std::byte> bytes_;
   std::size_t data_start_ = 0;
   std::vector<TensorInfo> tensors_;
-  std::map<std::string, std::size_t> by_name_;
+  std::map<std::string, std::size_t, std::less<>> by_name_;
   std::map<std::string, std::string> metadata_;
 };
 
@@ -326,48 +427,72 @@ class SafetensorsWriter {
   /// @param value metadata value (a string, as the format requires)
   void set_metadata(std::string key, std::string value) { metadata_[std::move(key)] = std::move(value); }
 
-  /// @brief Add a tensor stored as `as` (F64, F32, F16, BF16) from float or double data.
+  /// @brief Add a tensor, converting `data` to the stored dtype `as`.
   ///
-  /// F16 and BF16 round to nearest even.
+  /// Floating dtypes (F64, F32, F16, BF16) take any arithmetic T, rounded to nearest even (once:
+  /// double data rounds straight to F16/BF16, not through float). Integer dtypes (I64 ... U8)
+  /// take values they represent exactly (whole numbers in range); BOOL takes 0 and 1.
   /// @tparam T    the source element type
-  /// @param name  tensor name, unique in the file
-  /// @param shape the tensor's shape ([] for a scalar)
+  /// @param name  tensor name, unique in the file, not "__metadata__"
+  /// @param shape the tensor's shape ([] for a scalar), no negative dimension
   /// @param data  the elements, row-major, product of `shape` of them
   /// @param as    the dtype to store
-  /// @throws Error when the data size does not match the shape, `as` is not a floating dtype, or
-  /// the name is already taken
+  /// @throws Error when the data size does not match the shape, an element is not representable
+  /// in `as`, or the name is already taken or reserved
   template <class T>
   void add(std::string name, std::vector<std::int64_t> shape, std::span<const T> data, DType as) {
-    std::size_t n = 1;
-    for (auto d : shape) n *= std::size_t(d);
-    if (n != data.size()) throw Error("safetensors writer: tensor '" + name + "' shape does not match its data");
-    std::vector<std::byte> bytes(n * dtype_size(as));
+    static_assert(std::is_arithmetic_v<T>, "SafetensorsWriter::add takes arithmetic data");
+    const std::size_t n = checked_size(name, shape, as);
+    if (n != data.size())
+      throw Error("safetensors writer: tensor '" + name + "' has shape " + detail::shape_string(shape) + " (" +
+                  std::to_string(n) + " elements) but " + std::to_string(data.size()) + " values");
+    const std::size_t width = dtype_size(as);
+    std::vector<std::byte> bytes(n * width);
+    auto store = [&]<class U>(std::size_t i, U) {
+      using Src = std::conditional_t<std::is_same_v<T, bool>, std::uint8_t, T>;
+      const Src x = static_cast<Src>(data[i]);
+      U v{};
+      if (!detail::checked_cast(x, v) || (as == DType::BOOL && v != U(0) && v != U(1)))
+        throw Error("safetensors writer: tensor '" + name + "': element " + std::to_string(i) + " (" +
+                    detail::value_string(x) + ") cannot be stored as " + std::string(dtype_name(as)));
+      std::memcpy(bytes.data() + i * width, &v, sizeof v);
+    };
     for (std::size_t i = 0; i < n; ++i) {
-      std::byte* dst = bytes.data() + i * dtype_size(as);
       switch (as) {
-        case DType::F64: { const double v = double(data[i]); std::memcpy(dst, &v, 8); break; }
-        case DType::F32: { const float v = float(data[i]); std::memcpy(dst, &v, 4); break; }
-        case DType::F16: { const std::uint16_t v = detail::float_to_half(float(data[i])); std::memcpy(dst, &v, 2); break; }
-        case DType::BF16: { const std::uint16_t v = detail::float_to_bf16(float(data[i])); std::memcpy(dst, &v, 2); break; }
-        default: throw Error("safetensors writer: tensor '" + name + "': floating data cannot be stored as " +
-                             std::string(dtype_name(as)));
+        case DType::F64: store(i, double{}); break;
+        case DType::F32: store(i, float{}); break;
+        case DType::F16:
+        case DType::BF16: {
+          const float f = detail::to_float_for_half(data[i]);
+          const std::uint16_t h = as == DType::F16 ? detail::float_to_half(f) : detail::float_to_bf16(f);
+          std::memcpy(bytes.data() + i * width, &h, 2);
+          break;
+        }
+        case DType::I64: store(i, std::int64_t{}); break;
+        case DType::I32: store(i, std::int32_t{}); break;
+        case DType::I16: store(i, std::int16_t{}); break;
+        case DType::I8: store(i, std::int8_t{}); break;
+        case DType::U8:
+        case DType::BOOL: store(i, std::uint8_t{}); break;
       }
     }
-    add_raw(std::move(name), as, std::move(shape), bytes);
+    push(std::move(name), as, std::move(shape), std::move(bytes));
   }
 
   /// @brief Add a tensor from its raw little-endian bytes.
-  ///
-  /// The byte count is not checked against the shape.
-  /// @param name  tensor name, unique in the file
+  /// @param name  tensor name, unique in the file, not "__metadata__"
   /// @param dtype the stored dtype
-  /// @param shape the tensor's shape ([] for a scalar)
-  /// @param bytes the data (copied)
-  /// @throws Error when the name is already taken
+  /// @param shape the tensor's shape ([] for a scalar), no negative dimension
+  /// @param bytes the data (copied), exactly numel * dtype_size(dtype) bytes
+  /// @throws Error when the byte count does not match the shape, or the name is already taken or
+  /// reserved
   void add_raw(std::string name, DType dtype, std::vector<std::int64_t> shape, std::span<const std::byte> bytes) {
-    for (const auto& e : entries_)
-      if (e.name == name) throw Error("safetensors writer: duplicate tensor '" + name + "'");
-    entries_.push_back({std::move(name), dtype, std::move(shape), {bytes.begin(), bytes.end()}});
+    const std::size_t n = checked_size(name, shape, dtype);
+    if (bytes.size() != n * dtype_size(dtype))
+      throw Error("safetensors writer: tensor '" + name + "' of shape " + detail::shape_string(shape) + " and dtype " +
+                  std::string(dtype_name(dtype)) + " needs " + std::to_string(n * dtype_size(dtype)) + " bytes, got " +
+                  std::to_string(bytes.size()));
+    push(std::move(name), dtype, std::move(shape), {bytes.begin(), bytes.end()});
   }
 
   /// @brief The complete file content; the header is padded with spaces to a multiple of 8.
@@ -418,6 +543,20 @@ class SafetensorsWriter {
     std::vector<std::int64_t> shape;
     std::vector<std::byte> bytes;
   };
+  // Number of elements of `shape`, after checking the name is free and the shape valid.
+  std::size_t checked_size(const std::string& name, std::span<const std::int64_t> shape, DType dtype) const {
+    if (name == "__metadata__") throw Error("safetensors writer: '__metadata__' is reserved, not a tensor name");
+    for (const auto& e : entries_)
+      if (e.name == name) throw Error("safetensors writer: duplicate tensor '" + name + "'");
+    std::uint64_t n = 0;
+    if (!detail::checked_numel(shape, dtype_size(dtype), n))
+      throw Error("safetensors writer: tensor '" + name + "' has an invalid shape " + detail::shape_string(shape));
+    return std::size_t(n);
+  }
+  void push(std::string name, DType dtype, std::vector<std::int64_t> shape, std::vector<std::byte> bytes) {
+    entries_.push_back({std::move(name), dtype, std::move(shape), std::move(bytes)});
+  }
+
   std::map<std::string, std::string> metadata_;
   std::vector<Entry> entries_;
 };

@@ -4,7 +4,7 @@
 # Sourced or run by tests/run_all.sh (the test command) and examples/run_main_job.sh (the main job).
 set -euo pipefail
 packages=(build-essential cmake pkg-config libeigen3-dev xtensor-dev libstb-dev catch2
-          libbenchmark-dev doxygen python3-torch python3-skimage
+          libbenchmark-dev doxygen python3-torch python3-skimage libcairo2-dev
           libopenblas0-pthread)  # OpenBLAS: the BLAS of the PyTorch peer (reference BLAS is 20x slower)
 missing=()
 for p in "${packages[@]}"; do

@@ -227,3 +227,37 @@ TEST_CASE("a small regional study: composite stimuli and a centre-weighing obser
   CHECK(table.find("region_q"));
   fs::remove_all(root);
 }
+
+TEST_CASE("the default study from Debian's photos: observers match DATA.md, under two minutes", "[data][builder][slow]") {
+  const auto photos = find_default_photos();
+  if (photos.size() < 3) {
+    WARN("scikit-image's photos not found (install python3-skimage): default study not built");
+    return;
+  }
+  const fs::path out = fs::temp_directory_path() / ("vitiq_test_data_default_" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  BuildOptions opt;
+  opt.out = out;
+  const StudySummary s = build_study(opt);
+  CHECK(s.seconds < 120);
+  CHECK(s.stimuli.size() == 3090);
+  CHECK(s.ratings.size() == 5 * 1500u);
+  CHECK(s.overlap_min >= 300);
+  CHECK(s.overlap_max <= 410);
+  for (const auto& o : s.observers) {
+    INFO("observer " << o.id);
+    // expected shares on the observer's stimuli: within 0.05 of DATA.md
+    CHECK(o.fit.max_share_error < 0.05);
+    // the drawn votes (about 300 per band): within 0.05 + 3.5 standard errors of a share
+    for (int b = 0; b < 5; ++b)
+      for (int k = 0; k < 5; ++k) {
+        const double t = o.target.share[std::size_t(b)][std::size_t(k)];
+        const double se = std::sqrt(std::max(t * (1 - t), 0.01) / double(o.realised_count[std::size_t(b)]));
+        CHECK(std::abs(o.realised_share[std::size_t(b)][std::size_t(k)] - t) < 0.05 + 3.5 * se);
+      }
+    CHECK(std::abs(o.expected_agreement.exact - o.target.self_agreement) < 0.04);
+    CHECK(o.realised_agreement.within_one >= 0.85);
+    CHECK(o.bayes_ceiling >= o.q_lookup_expected - 1e-9);  // nothing beats the ceiling in expectation
+  }
+  fs::remove_all(out);
+}

@@ -21,7 +21,8 @@ namespace {
 /// A synthetic study of 1500 stimuli (300 "crops" x 5 bands) whose measures behave like PSNR-B
 /// of 256-pixel JPEG crops of the default photos: per band, m = mean + 0.95 (c - 28.2) +
 /// slope (q - mean q) + residual, c the crop's content measure (sd 2.65 dB), q uniform in the
-/// band -- the regression of the default study's ground_truth_stimuli.csv, seed 1.
+/// band -- the regression of the default study's ground_truth_stimuli.csv, seed 1
+/// (tests/reference/data/measure_regression.py).
 struct SyntheticStudy {
   std::vector<double> measure, content;
   std::vector<int> band;

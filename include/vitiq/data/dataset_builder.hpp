@@ -916,7 +916,7 @@ inline StudySummary build_study(const BuildOptions& opt_in) {
     d.set("training_sessions", num(D.sessions));
     d.set("session_size", num(D.session_size));
     d.set("repeat_session", num(sum.repeat_session));
-    d.set("repeats_session", num(D.repeat_first ? 1 : 0));
+    d.set("repeated_session", num(D.repeat_first ? 1 : 0));
     d.set("test_session", num(test_idx.empty() ? 0 : sum.test_session));
     d.set("test_size", num(double(test_idx.size())));
     d.set("pool_size", num(double(pool_idx.size())));

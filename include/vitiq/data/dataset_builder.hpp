@@ -1024,7 +1024,12 @@ inline std::string study_report(const StudySummary& s) {
                 cnt[0], cnt[1], cnt[2], s.ratings.size(), s.observers.size());
   out += buf;
   out += "sources:";
-  for (const auto& [src, p] : s.source_parts) out += " " + src + "=" + std::string(to_string(p));
+  for (const auto& [src, p] : s.source_parts) {
+    out += ' ';
+    out += src;
+    out += '=';
+    out += to_string(p);
+  }
   out += "\n";
   std::snprintf(buf, sizeof buf, "training pool %zu, core %zu, pairwise overlap %zu..%zu (mean %.0f)\n", s.pool_size, s.core_size,
                 s.overlap_min, s.overlap_max, s.overlap_mean);
@@ -1036,11 +1041,16 @@ inline std::string study_report(const StudySummary& s) {
     for (int b = 0; b < 5; ++b) {
       std::snprintf(buf, sizeof buf, "  I%d  realised", b + 1);
       out += buf;
-      for (int k = 0; k < 5; ++k) out += " " + detail::fixed(100 * o.realised_share[std::size_t(b)][std::size_t(k)], 0);
-      out += "  expected";
-      for (int k = 0; k < 5; ++k) out += " " + detail::fixed(100 * o.fit.share[std::size_t(b)][std::size_t(k)], 0);
-      out += "  target";
-      for (int k = 0; k < 5; ++k) out += " " + detail::fixed(100 * o.target.share[std::size_t(b)][std::size_t(k)], 0);
+      const auto row = [&](const char* label, const BandShares& sh) {
+        out += label;
+        for (int k = 0; k < 5; ++k) {
+          std::snprintf(buf, sizeof buf, " %.0f", 100 * sh[std::size_t(b)][std::size_t(k)]);
+          out += buf;
+        }
+      };
+      row("", o.realised_share);
+      row("  expected", o.fit.share);
+      row("  target", o.target.share);
       out += "\n";
     }
     std::snprintf(buf, sizeof buf,

@@ -3,7 +3,9 @@
 // set), simulated observers calibrated to the real ones, and the ground truth that makes the
 // best achievable score known. vitiq-make-dataset is a thin command line around build_study().
 //
-// Pipeline (all of it deterministic for a seed, whatever the thread count):
+// Pipeline (all of it deterministic for a seed, whatever the thread count; another compiler or
+// other flags -- e.g. -march=native's fused multiply-adds -- may move a probability in its last
+// bits, and so the calibration's path and a few drawn votes: compare studies built by one binary):
 //   1. photos -> sources (photos of one scene share a source: the stereo pair motorcycle
 //      left/right is one source); sources -> train / val / test (split_sources);
 //   2. crops: crop_size x crop_size at random positions (optionally of the photo downscaled by 2),

@@ -315,6 +315,7 @@ TEST_CASE("parse_ground_truth reads the per-observer ceiling, self-agreement and
   SECTION("the layout of vitiq-make-dataset: target, expected, realised and test statistics") {
     const auto t = ev::parse_ground_truth(vitiq::json::parse(R"({"generator": "vitiq-make-dataset", "seed": 1,
         "options": {"split_fractions": {"train": 0.7, "val": 0.1, "test": 0.2}},
+        "observer_model": {"latent": "PSNR-B", "noise": "ordered probit"},
         "observers": [{"id": "3", "imitates_real_observer": 1, "region": null,
           "model": {"sigma": 0.4, "thresholds": [0.1, 0.2]},
           "target": {"share": {"I1": [0.37, 0.52, 0.1, 0, 0]}, "self_agreement_exact": 0.58},

@@ -352,7 +352,10 @@ inline std::string entry_id(const json::Value& v) {
 inline GroundTruth parse_ground_truth(const json::Value& root) {
   GroundTruth out;
   const json::Value* obs = nullptr;
-  if (root.is_object())
+  // "observers" itself first: the generator also writes "observer_model" (the model's description).
+  if (root.is_object()) obs = root.find("observers");
+  if (obs && !obs->is_object() && !obs->is_array()) obs = nullptr;
+  if (!obs && root.is_object())
     for (const auto& [k, v] : root.as_object()) {
       std::string key = k;
       for (char& c : key) c = char(std::tolower(static_cast<unsigned char>(c)));

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "vitiq/io/image.hpp"
+#include "vitiq/io/json.hpp"
 #include "vitiq/io/weights.hpp"
 #include "vitiq/vitiq.hpp"
 
@@ -133,30 +134,6 @@ std::string naming(const std::string& file, const std::string& message) {
 
 void report(const std::string& message) { std::fprintf(stderr, "%s: %s\n", program, message.c_str()); }
 
-/// A JSON string literal for `s` (quotes, backslashes and control characters escaped; other
-/// bytes, UTF-8 included, copied).
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += ch;
-        }
-    }
-  }
-  return out + "\"";
-}
 
 /// A number with enough digits to read back the float or double it came from (%.9g).
 std::string number(double v) {
@@ -207,7 +184,7 @@ void print(const std::string& image, const Prediction& p, bool json) {
   if (json) {
     std::printf("{\"image\": %s, \"logits\": %s, \"probabilities\": %s, \"class\": %d, "
                 "\"expected_vote\": %s}\n",
-                json_string(image).c_str(), json_array(p.logits).c_str(),
+                vitiq::json::escape(image).c_str(), json_array(p.logits).c_str(),
                 json_array(p.probabilities).c_str(), p.vote, number(p.expected_vote).c_str());
     return;
   }

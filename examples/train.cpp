@@ -29,6 +29,7 @@
 
 #include <unistd.h>
 
+#include "vitiq/eval/study_eval.hpp"
 #include "vitiq/io/image.hpp"
 #include "vitiq/io/weights.hpp"
 #include "vitiq/train/stimulus_set.hpp"
@@ -178,85 +179,7 @@ Args parse_args(int argc, char** argv) {
 
 // ------------------------------------------------------------------ the study on disk
 
-struct Rating {
-  std::string image, observer;
-  int session;
-  int vote;
-};
-
-struct Study {
-  std::vector<Rating> ratings;
-  std::map<std::string, std::string> split;  // image -> train|val|test
-};
-
-std::vector<std::string> split_csv_line(const std::string& line) {
-  std::vector<std::string> out;
-  std::string cur;
-  bool quoted = false;
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') { cur += '"'; ++i; }
-      else if (c == '"') quoted = false;
-      else cur += c;
-    } else if (c == '"') quoted = true;
-    else if (c == ',') { out.push_back(cur); cur.clear(); }
-    else if (c != '\r') cur += c;
-  }
-  out.push_back(cur);
-  return out;
-}
-
-/// Rows of a CSV with a header, as maps column -> value; errors name file and line.
-std::vector<std::map<std::string, std::string>> read_csv(const fs::path& path, const std::vector<std::string>& required) {
-  std::ifstream in(path);
-  if (!in) throw vitiq::IoError(path.string() + ": cannot open");
-  std::string line;
-  if (!std::getline(in, line)) throw vitiq::FormatError(path.string() + ":1: empty file, expected a header");
-  if (line.rfind("\xEF\xBB\xBF", 0) == 0) line = line.substr(3);
-  const auto header = split_csv_line(line);
-  for (const auto& r : required)
-    if (std::find(header.begin(), header.end(), r) == header.end())
-      throw vitiq::FormatError(path.string() + ":1: missing column '" + r + "'");
-  std::vector<std::map<std::string, std::string>> rows;
-  for (int n = 2; std::getline(in, line); ++n) {
-    if (line.empty() || line == "\r") continue;
-    const auto f = split_csv_line(line);
-    if (f.size() != header.size())
-      throw vitiq::FormatError(path.string() + ":" + std::to_string(n) + ": " + std::to_string(f.size()) +
-                               " fields, the header has " + std::to_string(header.size()));
-    std::map<std::string, std::string> row;
-    for (std::size_t i = 0; i < f.size(); ++i) row[header[i]] = f[i];
-    row["__line"] = std::to_string(n);
-    rows.push_back(std::move(row));
-  }
-  return rows;
-}
-
-Study read_study(const fs::path& dir) {
-  Study s;
-  const fs::path rpath = dir / "ratings.csv";
-  for (auto& row : read_csv(rpath, {"image", "observer", "session", "vote"})) {
-    Rating r{row["image"], row["observer"], 0, 0};
-    try { r.session = std::stoi(row["session"]); r.vote = std::stoi(row["vote"]); }
-    catch (...) { throw vitiq::FormatError(rpath.string() + ":" + row["__line"] + ": session and vote must be integers"); }
-    if (r.vote < 1 || r.vote > 5)
-      throw vitiq::FormatError(rpath.string() + ":" + row["__line"] + ": vote " + std::to_string(r.vote) + " outside 1..5");
-    s.ratings.push_back(std::move(r));
-  }
-  const fs::path spath = dir / "split.csv";
-  for (auto& row : read_csv(spath, {"image", "split"})) s.split[row["image"]] = row["split"];
-  if (s.ratings.empty()) throw vitiq::FormatError(rpath.string() + ": no ratings");
-  return s;
-}
-
-/// The band I<b> of an original-form file name (<id><source>_I<band>_Q<q>.jpeg), or 0.
-int band_of(const std::string& name) {
-  const auto at = name.rfind("_I");
-  if (at == std::string::npos || at + 2 >= name.size()) return 0;
-  const int b = name[at + 2] - '0';
-  return (b >= 1 && b <= 5) ? b : 0;
-}
+using vitiq::eval::Study;  // ratings.csv + split.csv, validated (errors name file and line)
 
 /// Decode every image named in `names` once (threads), keyed by name.
 std::map<std::string, vitiq::Stimulus> load_stimuli(const fs::path& dir, const std::set<std::string>& names) {
@@ -366,7 +289,7 @@ struct Runner {
   }
 
   int run() {
-    const Study study = read_study(a.data);
+    const Study study = vitiq::eval::read_study(a.data);
     std::set<std::string> observer_set;
     for (const auto& r : study.ratings) observer_set.insert(r.observer);
     std::vector<std::string> observers = a.observers.empty() ? std::vector<std::string>(observer_set.begin(), observer_set.end())
@@ -407,7 +330,7 @@ struct Runner {
       std::map<std::string, std::pair<double, int>> mos;
       for (const auto& r : study.ratings) { mos[r.image].first += r.vote; mos[r.image].second += 1; }
       auto label = [&](const std::string& name) -> double {
-        if (a.label == "band") return band_of(name);
+        if (a.label == "band") return vitiq::eval::jpeg_band(name);
         const auto& m = mos.at(name);
         return m.first / m.second;
       };

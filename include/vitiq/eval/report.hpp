@@ -10,16 +10,15 @@
 #include <cmath>
 #include <cstddef>
 #include <filesystem>
-#include <fstream>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <vector>
 
 #include "vitiq/error.hpp"
 #include "vitiq/eval/metrics.hpp"
+#include "vitiq/io/atomic_file.hpp"
 
 namespace vitiq::eval {
 
@@ -63,31 +62,12 @@ inline std::string csv_line(std::span<const std::string> fields) {
   return out;
 }
 
-/// @brief Write `text` to `path` atomically: first to "<path>.tmp", then std::filesystem::rename
-/// over `path` (readers see the old file or the whole new one, never a part). The directory must
-/// exist. Throws vitiq::IoError naming the file when it cannot be written or renamed (the
-/// temporary file is removed then).
+/// @brief Write `text` to `path` atomically with vitiq::io::atomic_write (a temporary file in
+/// the same directory, fsync, rename): readers see the old file or the whole new one, never a
+/// part. The directory must exist. Throws vitiq::IoError naming the file when it cannot be
+/// written (the temporary file is removed then).
 inline void write_text_file_atomic(const std::filesystem::path& path, std::string_view text) {
-  std::filesystem::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError("vitiq::eval: cannot open '" + tmp.string() + "' for writing");
-    out.write(text.data(), std::streamsize(text.size()));
-    out.close();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
-      throw IoError("vitiq::eval: cannot write '" + tmp.string() + "'");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw IoError("vitiq::eval: cannot rename '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
-  }
+  io::atomic_write(path, text);
 }
 
 /// @brief Write a CSV file atomically (write_text_file_atomic()): the header line (none if

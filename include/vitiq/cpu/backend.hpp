@@ -1,23 +1,31 @@
-// vitiq/cpu/backend.hpp -- the CPU backend: Eigen GEMMs over row-major maps of flat buffers and
-// OpenMP loops for everything else, in float (training) and double (gradient checks).
+// vitiq/cpu/backend.hpp -- the CPU backend: Eigen GEMM kernels over row-major flat buffers and
+// vectorised loops, in float (training) and double (gradient checks), run on the caller's thread
+// plus a small pool of helper threads that sleep when idle (detail::WorkerPool).
 //
-// This file is also the reference implementation of every op: the code is plain and commented,
-// each backward cites its derivation, and faster versions elsewhere are tested against it.
+// Every op is documented here; the plain versions of the ops that are optimised (GEMM tiling, the
+// attention softmax, GELU, LayerNorm, SPT) stay at the end of this file in vitiq::reference and
+// tests/test_cpu_kernels.cpp checks both against each other.
 // Conventions (see vitiq/backend.hpp): outputs first; parameter gradients accumulate (+=),
 // activation gradients are assigned (=).
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <new>
+#include <thread>
 #include <vector>
 
 #include <Eigen/Core>
+#include <unsupported/Eigen/SpecialFunctions>  // vectorised erf (GELU)
 
 #include "vitiq/backend.hpp"
 #include "vitiq/config.hpp"
@@ -26,8 +34,169 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace vitiq {
+
+namespace detail {
+
+/// @brief Number of threads the CPU backend may use for one op: OpenMP's setting
+/// (OMP_NUM_THREADS, omp_set_num_threads), 1 inside a caller's own OpenMP parallel region or
+/// without OpenMP.
+inline int cpu_threads() {
+#if defined(_OPENMP)
+  return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+/// @brief The CPU backend's threads: the calling thread and up to `threads - 1` helper threads
+/// share the chunks of one job through an atomic counter.
+///
+/// Why not OpenMP parallel regions: every region ends in a barrier that waits for every thread
+/// of the team, so on a shared two-core machine one descheduled worker stalls the whole op, and
+/// OpenMP's idle workers spin for a while after each region, taking the core from whoever else
+/// needs it. Here the caller takes chunks too and waits only for chunks a helper has actually
+/// started: a helper that is not running when a job is posted simply takes no part in it.
+/// Idle helpers spin for at most spin_microseconds() (VITIQ_SPIN_US, default 50) and then sleep
+/// in the kernel (futex) until the next job.
+///
+/// One job at a time: a second thread that calls in while a job runs, and any call from inside a
+/// chunk, runs its job serially on its own thread. Helpers are created on first use and joined at
+/// exit.
+class WorkerPool {
+ public:
+  using Index = std::ptrdiff_t;
+
+  /// @brief The process's pool.
+  static WorkerPool& instance() {
+    static WorkerPool pool;
+    return pool;
+  }
+
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+  ~WorkerPool() {
+    stop_.store(true);
+    generation_.fetch_add(1);
+    generation_.notify_all();
+    for (auto& t : helpers_) t.join();
+  }
+
+  /// @brief Call f(i) for every i in [0, chunks), each exactly once, on the calling thread and up
+  /// to threads - 1 helpers; returns when all calls have returned. f must not throw.
+  /// @param chunks  number of calls
+  /// @param threads most threads to use (the caller included)
+  /// @param f       callable with signature void(Index)
+  template <class F>
+  void run(Index chunks, int threads, const F& f) {
+    if (chunks <= 0) return;
+    if (threads <= 1 || chunks == 1 || inside() || !call_mutex_.try_lock()) {
+      for (Index i = 0; i < chunks; ++i) f(i);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(call_mutex_, std::adopt_lock);
+    ensure_helpers(threads - 1);
+    fn_ = [](const void* ctx, Index i) { (*static_cast<const F*>(ctx))(i); };
+    ctx_ = &f;
+    chunks_ = chunks;
+    next_.store(0, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    wanted_.store(threads - 1, std::memory_order_relaxed);
+    open_.store(true);
+    generation_.fetch_add(1);
+    generation_.notify_all();
+    inside() = true;
+    work();
+    inside() = false;
+    wait_until([&] { return done_.load(std::memory_order_acquire) >= chunks; });  // chunks helpers took
+    open_.store(false);
+    wait_until([&] { return users_.load() == 0; });  // helpers that looked at this job have left it
+  }
+
+  /// @brief How long idle helpers spin before they sleep (VITIQ_SPIN_US, default 50).
+  static long spin_microseconds() {
+    static const long us = [] {
+      const char* e = std::getenv("VITIQ_SPIN_US");
+      return e ? std::max(0L, std::atol(e)) : 50L;
+    }();
+    return us;
+  }
+
+ private:
+  WorkerPool() = default;
+
+  static bool& inside() {
+    thread_local bool in = false;
+    return in;
+  }
+
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_pause();
+#endif
+  }
+
+  /// Spin a little, then yield the core (a helper that took a chunk may be waiting for it).
+  template <class Pred>
+  static void wait_until(Pred done) {
+    for (int i = 0; !done(); ++i) {
+      if (i < 4096) pause();
+      else std::this_thread::yield();
+    }
+  }
+
+  void work() {
+    for (Index i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < chunks_;) {
+      fn_(ctx_, i);
+      done_.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  void ensure_helpers(int count) {
+    while (int(helpers_.size()) < count) {
+      const int k = int(helpers_.size());
+      helpers_.emplace_back([this, k] { helper_loop(k); });
+    }
+  }
+
+  void helper_loop(int k) {
+    inside() = true;  // a job's chunks never start nested jobs on the pool
+    std::uint32_t seen = generation_.load();
+    const auto spin = std::chrono::microseconds(spin_microseconds());
+    for (;;) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; generation_.load(std::memory_order_relaxed) == seen; ++i) {
+        pause();
+        if ((i & 63) == 63 && std::chrono::steady_clock::now() - t0 > spin) {
+          generation_.wait(seen);  // sleeps while the generation is still `seen`
+          break;
+        }
+      }
+      seen = generation_.load();
+      if (stop_.load()) return;
+      if (k >= wanted_.load(std::memory_order_relaxed)) continue;
+      users_.fetch_add(1);
+      if (open_.load()) work();
+      users_.fetch_sub(1);
+    }
+  }
+
+  std::mutex call_mutex_;
+  std::vector<std::thread> helpers_;
+  std::atomic<std::uint32_t> generation_{0};
+  std::atomic<bool> open_{false}, stop_{false};
+  std::atomic<int> wanted_{0}, users_{0};
+  std::atomic<Index> next_{0}, done_{0};
+  void (*fn_)(const void*, Index) = nullptr;
+  const void* ctx_ = nullptr;
+  Index chunks_ = 0;
+};
+
+}  // namespace detail
 
 /// @brief An owning, 64-byte aligned, zero-initialised host array; move-only.
 ///
@@ -66,9 +235,12 @@ class HostBuffer {
   std::size_t size_ = 0;
 };
 
-/// @brief CPU backend over Eigen and OpenMP. `T` is float or double.
+/// @brief CPU backend: Eigen's GEMM kernels, vectorised loops, detail::WorkerPool threads.
+/// `T` is float or double.
 ///
-/// Stateless: "device" memory is host memory, and every op runs synchronously.
+/// Stateless: "device" memory is host memory, and every op runs synchronously. Ops use up to
+/// detail::cpu_threads() threads (OpenMP's thread count setting); work too small to split runs on
+/// the caller's thread.
 /// All pointers are row-major tensors of the shapes given; sizes are element counts.
 /// @tparam T the scalar type (float for training, double for gradient checks)
 template <class T>
@@ -80,8 +252,8 @@ struct CpuBackend {
   /// Signed type of sizes, strides and leading dimensions.
   using Index = std::ptrdiff_t;
 
-  /// Loops over fewer elements than this run on one thread: a parallel region costs more than
-  /// the work, and idle workers spinning on a busy machine cost far more.
+  /// Work below this many elements (or multiply-adds for GEMMs) runs on one thread: handing
+  /// chunks to a helper costs a few microseconds.
   static constexpr Index parallel_grain = Index(1) << 15;
 
   // ---------------------------------------------------------------- memory
@@ -115,6 +287,10 @@ struct CpuBackend {
   // ---------------------------------------------------------------- GEMM
   /// @brief Row-major GEMM: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
   /// op(A) = A (stored [M, lda]) or A^T (stored [K, lda]); likewise B. beta = 0 never reads C.
+  ///
+  /// Large products are cut into one tile of C per thread (along the longer side of C); each
+  /// tile is one single-threaded Eigen GEMM (packing + AVX kernels). Small ones run whole on the
+  /// caller's thread.
   /// @param trans_a op(A) = A^T when true
   /// @param trans_b op(B) = B^T when true
   /// @param M       rows of op(A) and C
@@ -130,36 +306,37 @@ struct CpuBackend {
   /// @param ldc     row stride of C in elements
   void gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha, const T* A, Index lda,
             const T* B, Index ldb, T beta, T* C, Index ldc) const {
-    using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
-    using OMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
     if (M == 0 || N == 0) return;
-    OMap c(C, M, N, Eigen::OuterStride<>(ldc));
-    if (K == 0) {
-      if (beta == T(0)) c.setZero(); else c *= beta;
+    const int threads = detail::cpu_threads();
+    // A tile narrower than this wastes the micro-kernel and re-packs the other operand too often.
+    constexpr Index min_tile = 64;
+    const Index longer = std::max(M, N);
+    const Index tiles = std::min<Index>(threads, longer / min_tile);
+    if (tiles <= 1 || M * N * K < 8 * parallel_grain) {
+      gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
       return;
     }
-    auto run = [&](const auto& a, const auto& b) {
-      if (beta == T(0)) {
-        c.noalias() = alpha * (a * b);
+    const bool split_rows = M >= N;
+    detail::WorkerPool::instance().run(tiles, threads, [&](Index t) {
+      // tile boundaries on multiples of 16 (whole micro-kernel panels)
+      const Index b0 = (longer * t / tiles) / 16 * 16, b1 = t + 1 == tiles ? longer : (longer * (t + 1) / tiles) / 16 * 16;
+      if (b1 <= b0) return;
+      if (split_rows) {
+        const T* a = trans_a ? A + b0 : A + b0 * lda;
+        gemm_serial(trans_a, trans_b, b1 - b0, N, K, alpha, a, lda, B, ldb, beta, C + b0 * ldc, ldc);
       } else {
-        if (beta != T(1)) c *= beta;
-        c.noalias() += alpha * (a * b);
+        const T* b = trans_b ? B + b0 * ldb : B + b0;
+        gemm_serial(trans_a, trans_b, M, b1 - b0, K, alpha, A, lda, b, ldb, beta, C + b0, ldc);
       }
-    };
-    CMap a_n(A, trans_a ? K : M, trans_a ? M : K, Eigen::OuterStride<>(lda));
-    CMap b_n(B, trans_b ? N : K, trans_b ? K : N, Eigen::OuterStride<>(ldb));
-    if (!trans_a && !trans_b) run(a_n, b_n);
-    else if (!trans_a && trans_b) run(a_n, b_n.transpose());
-    else if (trans_a && !trans_b) run(a_n.transpose(), b_n);
-    else run(a_n.transpose(), b_n.transpose());
+    });
   }
 
   /// @brief A two-level batch of GEMMs: for o < batch_outer, i < batch_inner, the GEMM above on
   /// A + o*sa_outer + i*sa_inner, B + o*sb_outer + i*sb_inner, C + o*sc_outer + i*sc_inner.
   /// Used for attention, where batch element b and head j address q, k, v inside the qkv rows.
   ///
-  /// The batch runs in parallel, so the C blocks must not overlap.
+  /// The batch is shared among the threads, each GEMM single-threaded, so the C blocks must not
+  /// overlap.
   /// @param trans_a,trans_b,M,N,K,alpha,lda,ldb,beta,ldc as in gemm(), for every GEMM of the batch
   /// @param A           first A matrix
   /// @param sa_outer    element stride of A between outer batch indices
@@ -177,12 +354,13 @@ struct CpuBackend {
                     Index sb_inner, T beta, T* C, Index ldc, Index sc_outer, Index sc_inner,
                     Index batch_outer, Index batch_inner) const {
     const Index total = batch_outer * batch_inner;
-#pragma omp parallel for schedule(static) if(total * M * N * K >= parallel_grain)
-    for (Index t = 0; t < total; ++t) {
-      const Index o = t / batch_inner, i = t % batch_inner;
-      gemm(trans_a, trans_b, M, N, K, alpha, A + o * sa_outer + i * sa_inner, lda,
-           B + o * sb_outer + i * sb_inner, ldb, beta, C + o * sc_outer + i * sc_inner, ldc);
-    }
+    parallel_for(total, M * N * K, [&](Index t0, Index t1) {
+      for (Index t = t0; t < t1; ++t) {
+        const Index o = t / batch_inner, i = t % batch_inner;
+        gemm_serial(trans_a, trans_b, M, N, K, alpha, A + o * sa_outer + i * sa_inner, lda,
+                    B + o * sb_outer + i * sb_inner, ldb, beta, C + o * sc_outer + i * sc_inner, ldc);
+      }
+    });
   }
 
   // ---------------------------------------------------------------- elementwise
@@ -192,9 +370,10 @@ struct CpuBackend {
   /// @param rows number of rows
   /// @param cols number of columns
   void add_bias(T* y, const T* b, Index rows, Index cols) const {
-#pragma omp parallel for schedule(static) if(rows * cols >= parallel_grain)
-    for (Index r = 0; r < rows; ++r)
-      for (Index c = 0; c < cols; ++c) y[r * cols + c] += b[c];
+    parallel_for(rows, cols, [&](Index r0, Index r1) {
+      for (Index r = r0; r < r1; ++r)
+        for (Index c = 0; c < cols; ++c) y[r * cols + c] += b[c];
+    });
   }
 
   /// @brief db[c] += sum_r dy[r, c] (the gradient of add_bias), dy [rows, cols].
@@ -213,8 +392,9 @@ struct CpuBackend {
   /// @param x tensor [n]
   /// @param n number of elements
   void add(T* y, const T* x, std::size_t n) const {
-#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
-    for (Index i = 0; i < Index(n); ++i) y[i] += x[i];
+    parallel_for(Index(n), 1, [&](Index i0, Index i1) {
+      for (Index i = i0; i < i1; ++i) y[i] += x[i];
+    });
   }
 
   /// @brief y[i] = a[i] * b[i] (dropout masks). y may alias a or b.
@@ -223,8 +403,9 @@ struct CpuBackend {
   /// @param b tensor [n]
   /// @param n number of elements
   void multiply(T* y, const T* a, const T* b, std::size_t n) const {
-#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
-    for (Index i = 0; i < Index(n); ++i) y[i] = a[i] * b[i];
+    parallel_for(Index(n), 1, [&](Index i0, Index i1) {
+      for (Index i = i0; i < i1; ++i) y[i] = a[i] * b[i];
+    });
   }
 
   /// @brief x[i] *= a.
@@ -232,8 +413,9 @@ struct CpuBackend {
   /// @param a the factor
   /// @param n number of elements
   void scale(T* x, T a, std::size_t n) const {
-#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
-    for (Index i = 0; i < Index(n); ++i) x[i] *= a;
+    parallel_for(Index(n), 1, [&](Index i0, Index i1) {
+      for (Index i = i0; i < i1; ++i) x[i] *= a;
+    });
   }
 
   /// @brief x[r, c] *= s[r] for x [rows, cols] (stochastic depth: one factor per sample).
@@ -242,19 +424,30 @@ struct CpuBackend {
   /// @param rows number of rows
   /// @param cols number of columns
   void scale_rows(T* x, const T* s, Index rows, Index cols) const {
-#pragma omp parallel for schedule(static) if(rows * cols >= parallel_grain)
-    for (Index r = 0; r < rows; ++r)
-      for (Index c = 0; c < cols; ++c) x[r * cols + c] *= s[r];
+    parallel_for(rows, cols, [&](Index r0, Index r1) {
+      for (Index r = r0; r < r1; ++r)
+        for (Index c = 0; c < cols; ++c) x[r * cols + c] *= s[r];
+    });
   }
 
   /// @brief Sum of squares of x, accumulated in double (gradient-norm clipping).
+  ///
+  /// Fixed blocks of 4096 summed in order: the same result for any thread count.
   /// @param x tensor [n]
   /// @param n number of elements
   /// @return sum_i x[i]^2
   double sum_squares(const T* x, std::size_t n) const {
+    constexpr Index block = 4096;
+    const Index blocks = (Index(n) + block - 1) / block;
+    std::vector<double> part(std::size_t(blocks), 0.0);
+    parallel_for(blocks, block, [&](Index b0, Index b1) {
+      for (Index b = b0; b < b1; ++b) {
+        const Index i0 = b * block, i1 = std::min(Index(n), i0 + block);
+        part[std::size_t(b)] = vec(x + i0, i1 - i0).template cast<double>().square().sum();
+      }
+    });
     double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static) if(Index(n) >= parallel_grain)
-    for (Index i = 0; i < Index(n); ++i) s += double(x[i]) * double(x[i]);
+    for (double p : part) s += p;
     return s;
   }
 
@@ -263,10 +456,11 @@ struct CpuBackend {
   /// @param n number of elements
   /// @return false when some x[i] is NaN or infinite
   bool all_finite(const T* x, std::size_t n) const {
-    int bad = 0;
-#pragma omp parallel for reduction(| : bad) schedule(static) if(Index(n) >= parallel_grain)
-    for (Index i = 0; i < Index(n); ++i) bad |= !std::isfinite(x[i]);
-    return !bad;
+    std::atomic<bool> bad{false};
+    parallel_for(Index(n), 1, [&](Index i0, Index i1) {
+      if (!vec(x + i0, i1 - i0).isFinite().all()) bad.store(true, std::memory_order_relaxed);
+    });
+    return !bad.load();
   }
 
   /// @brief Inverted dropout mask: mask[i] = 1/(1-p) with probability 1-p, else 0, drawn from a
@@ -279,19 +473,24 @@ struct CpuBackend {
   /// @param stream selects an independent mask (one per masked tensor and pass)
   void dropout_mask(T* mask, std::size_t n, T p, std::uint64_t seed, std::uint64_t stream) const {
     const T keep = T(1) / (T(1) - p);
-#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
-    for (Index i = 0; i < Index(n); ++i)
-      mask[i] = uniform01(seed, stream, std::uint64_t(i)) < double(p) ? T(0) : keep;
+    parallel_for(Index(n), 8, [&](Index i0, Index i1) {
+      for (Index i = i0; i < i1; ++i)
+        mask[i] = uniform01(seed, stream, std::uint64_t(i)) < double(p) ? T(0) : keep;
+    });
   }
 
   /// @brief Exact GELU, y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)).
+  ///
+  /// Vectorised: in float, erf is Eigen's rational approximation (a few ulp); in double, std::erf.
   /// @param y output [n]
   /// @param x input [n]
   /// @param n number of elements
   void gelu_forward(T* y, const T* x, std::size_t n) const {
     const T r = T(0.70710678118654752440);
-#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
-    for (Index i = 0; i < Index(n); ++i) y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * r));
+    parallel_for(Index(n), 8, [&](Index i0, Index i1) {
+      const auto xv = vec(x + i0, i1 - i0);
+      vec(y + i0, i1 - i0) = T(0.5) * xv * (T(1) + (xv * r).erf());
+    });
   }
 
   /// @brief dx = dy * GELU'(x), GELU'(x) = Phi(x) + x * phi(x), phi the standard normal density.
@@ -303,12 +502,12 @@ struct CpuBackend {
   /// @param n  number of elements
   void gelu_backward(T* dx, const T* dy, const T* x, std::size_t n) const {
     const T r = T(0.70710678118654752440), c = T(0.39894228040143267794);  // 1/sqrt(2), 1/sqrt(2 pi)
-#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
-    for (Index i = 0; i < Index(n); ++i) {
-      const T cdf = T(0.5) * (T(1) + std::erf(x[i] * r));
-      const T pdf = c * std::exp(T(-0.5) * x[i] * x[i]);
-      dx[i] = dy[i] * (cdf + x[i] * pdf);
-    }
+    parallel_for(Index(n), 8, [&](Index i0, Index i1) {
+      const auto xv = vec(x + i0, i1 - i0);
+      const auto cdf = T(0.5) * (T(1) + (xv * r).erf());
+      const auto pdf = c * (T(-0.5) * xv * xv).exp();
+      vec(dx + i0, i1 - i0) = vec(dy + i0, i1 - i0) * (cdf + xv * pdf);
+    });
   }
 
   // ---------------------------------------------------------------- LayerNorm
@@ -325,22 +524,20 @@ struct CpuBackend {
   /// @param cols number of features per row
   void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, Index rows,
                          Index cols) const {
-#pragma omp parallel for schedule(static) if(rows * cols >= parallel_grain)
-    for (Index r = 0; r < rows; ++r) {
-      const T* xr = x + r * cols;
-      T* yr = y + r * cols;
-      double m = 0;  // accumulate statistics in double: float rows of 1000s of features
-      for (Index c = 0; c < cols; ++c) m += xr[c];
-      m /= double(cols);
-      double v = 0;
-      for (Index c = 0; c < cols; ++c) v += (xr[c] - m) * (xr[c] - m);
-      v /= double(cols);
-      const T s = T(1.0 / std::sqrt(v + 1e-5));
-      const T mt = T(m);
-      for (Index c = 0; c < cols; ++c) yr[c] = (xr[c] - mt) * s * w[c] + b[c];
-      mean[r] = mt;
-      rstd[r] = s;
-    }
+    parallel_for(rows, cols, [&](Index r0, Index r1) {
+      const auto wv = vec(w, cols), bv = vec(b, cols);
+      for (Index r = r0; r < r1; ++r) {
+        const auto xr = vec(x + r * cols, cols);
+        // statistics in double: float rows of 1000s of features
+        const double m = xr.template cast<double>().sum() / double(cols);
+        const double v = (xr.template cast<double>() - m).square().sum() / double(cols);
+        const T s = T(1.0 / std::sqrt(v + 1e-5));
+        const T mt = T(m);
+        vec(y + r * cols, cols) = (xr - mt) * s * wv + bv;
+        mean[r] = mt;
+        rstd[r] = s;
+      }
+    });
   }
 
   /// @brief Backward of layernorm_forward. With xhat = (x - mean) * rstd and g = dy * w:
@@ -358,24 +555,19 @@ struct CpuBackend {
   /// @param cols number of features per row
   void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean,
                           const T* rstd, const T* w, Index rows, Index cols) const {
-#pragma omp parallel for schedule(static) if(rows * cols >= parallel_grain)
-    for (Index r = 0; r < rows; ++r) {
-      const T* xr = x + r * cols;
-      const T* dyr = dy + r * cols;
-      T* dxr = dx + r * cols;
-      const T m = mean[r], s = rstd[r];
-      double sum_g = 0, sum_gx = 0;
-      for (Index c = 0; c < cols; ++c) {
-        const T g = dyr[c] * w[c];
-        sum_g += g;
-        sum_gx += g * (xr[c] - m) * s;
+    parallel_for(rows, cols, [&](Index r0, Index r1) {
+      const auto wv = vec(w, cols);
+      for (Index r = r0; r < r1; ++r) {
+        const auto xr = vec(x + r * cols, cols), dyr = vec(dy + r * cols, cols);
+        const T m = mean[r], s = rstd[r];
+        const auto g = dyr * wv;
+        const auto xhat = (xr - m) * s;
+        const double sum_g = g.template cast<double>().sum();
+        const double sum_gx = (g * xhat).template cast<double>().sum();
+        const T mg = T(sum_g / double(cols)), mgx = T(sum_gx / double(cols));
+        vec(dx + r * cols, cols) = s * (g - mg - xhat * mgx);
       }
-      const T mg = T(sum_g / double(cols)), mgx = T(sum_gx / double(cols));
-      for (Index c = 0; c < cols; ++c) {
-        const T xhat = (xr[c] - m) * s;
-        dxr[c] = s * (dyr[c] * w[c] - mg - xhat * mgx);
-      }
-    }
+    });
     column_sums_accumulate(dw, cols, [&](Index r, Index c) {
       return dy[r * cols + c] * (x[r * cols + c] - mean[r]) * rstd[r];
     }, rows);
@@ -387,7 +579,8 @@ struct CpuBackend {
   /// Copy k of the concatenation [x, s1, s2, s3, s4] reads x[c, i + di_k, j + dj_k] (0 outside);
   /// token t = r * (W/P) + col; feature (p1 * P + p2) * copies*C + k*C + c.
   ///
-  /// n = (H/P) * (W/P) and PD = spt_copies(v) * C * P * P.
+  /// n = (H/P) * (W/P) and PD = spt_copies(v) * C * P * P. One pass: every patch row of every
+  /// copy is read straight from the image row it comes from (no shifted copies are made).
   /// @param patches output [B, n, PD]
   /// @param images  input [B, C, H, W]
   /// @param B       batch size
@@ -398,18 +591,51 @@ struct CpuBackend {
   /// @param v       which shifted copies to concatenate
   void spt_forward(T* patches, const T* images, Index B, Index C, Index H, Index W, Index P,
                    SptVariant v) const {
-    spt_walk(B, C, H, W, P, v, [&](Index dst, Index src) { patches[dst] = src < 0 ? T(0) : images[src]; });
+    const SptGeometry g(C, H, W, P, v);
+    parallel_for(B * g.n, g.PD, [&](Index bt0, Index bt1) {
+      for (Index bt = bt0; bt < bt1; ++bt) {
+        const Index b = bt / g.n, t = bt % g.n;
+        T* out = patches + bt * g.PD;
+        g.for_each_run(t, [&](Index k, Index c, Index p1, Index i, Index p2a, Index p2b, Index j0) {
+          T* o = out + (p1 * P) * g.stride + k * C + c;  // feature of (p1, p2 = 0, k, c)
+          if (i < 0) {  // row outside the image: the whole patch row is 0
+            for (Index p2 = 0; p2 < P; ++p2) o[p2 * g.stride] = T(0);
+            return;
+          }
+          const T* row = images + ((b * C + c) * H + i) * W;
+          for (Index p2 = 0; p2 < p2a; ++p2) o[p2 * g.stride] = T(0);
+          for (Index p2 = p2a; p2 < p2b; ++p2) o[p2 * g.stride] = row[j0 + p2];
+          for (Index p2 = p2b; p2 < P; ++p2) o[p2 * g.stride] = T(0);
+        });
+      }
+    });
   }
 
   /// @brief Transpose of spt_forward: dimages [B, C, H, W] = scatter-add of dpatches (assigned).
+  ///
+  /// Parallel over image planes (b, c): each plane gathers its own contributions, so no writes race.
   /// @param dimages  image gradient [B, C, H, W] (assigned)
   /// @param dpatches patch gradient [B, n, PD]
   /// @param B,C,H,W,P,v as in spt_forward
   void spt_backward(T* dimages, const T* dpatches, Index B, Index C, Index H, Index W, Index P,
                     SptVariant v) const {
-    std::fill(dimages, dimages + B * C * H * W, T(0));
-    // Different tokens read the same pixel: parallel over images only, so writes never race.
-    spt_walk(B, C, H, W, P, v, [&](Index dst, Index src) { if (src >= 0) dimages[src] += dpatches[dst]; });
+    const SptGeometry g(C, H, W, P, v);
+    parallel_for(B * C, g.n * g.PD / C, [&](Index bc0, Index bc1) {
+      for (Index bc = bc0; bc < bc1; ++bc) {
+        const Index b = bc / C, c_plane = bc % C;
+        T* plane = dimages + bc * H * W;
+        std::fill(plane, plane + H * W, T(0));
+        for (Index t = 0; t < g.n; ++t) {
+          const T* in = dpatches + (b * g.n + t) * g.PD;
+          g.for_each_run(t, [&](Index k, Index c, Index p1, Index i, Index p2a, Index p2b, Index j0) {
+            if (c != c_plane || i < 0) return;
+            const T* o = in + (p1 * P) * g.stride + k * C + c;
+            T* row = plane + i * W;
+            for (Index p2 = p2a; p2 < p2b; ++p2) row[j0 + p2] += o[p2 * g.stride];
+          }, c_plane);
+        }
+      }
+    });
   }
 
   // ---------------------------------------------------------------- tokens
@@ -423,12 +649,13 @@ struct CpuBackend {
   /// @param N      tokens per sequence, class token included
   /// @param D      token width
   void embed_forward(T* x, const T* tokens, const T* cls, const T* pos, Index B, Index N, Index D) const {
-#pragma omp parallel for schedule(static) if(B * N * D >= parallel_grain)
-    for (Index b = 0; b < B; ++b)
-      for (Index t = 0; t < N; ++t)
-        for (Index c = 0; c < D; ++c)
-          x[(b * N + t) * D + c] =
-              (t == 0 ? cls[c] : tokens[(b * (N - 1) + t - 1) * D + c]) + pos[t * D + c];
+    parallel_for(B, N * D, [&](Index b0, Index b1) {
+      for (Index b = b0; b < b1; ++b)
+        for (Index t = 0; t < N; ++t)
+          for (Index c = 0; c < D; ++c)
+            x[(b * N + t) * D + c] =
+                (t == 0 ? cls[c] : tokens[(b * (N - 1) + t - 1) * D + c]) + pos[t * D + c];
+    });
   }
 
   /// @brief Backward of embed_forward: dtokens assigned; dcls, dpos accumulated.
@@ -438,10 +665,10 @@ struct CpuBackend {
   /// @param dx      sequence gradient [B, N, D]
   /// @param B,N,D   as in embed_forward
   void embed_backward(T* dtokens, T* dcls, T* dpos, const T* dx, Index B, Index N, Index D) const {
-#pragma omp parallel for schedule(static) if(B * N * D >= parallel_grain)
-    for (Index b = 0; b < B; ++b)
-      for (Index t = 1; t < N; ++t)
-        for (Index c = 0; c < D; ++c) dtokens[(b * (N - 1) + t - 1) * D + c] = dx[(b * N + t) * D + c];
+    parallel_for(B, N * D, [&](Index b0, Index b1) {
+      for (Index b = b0; b < b1; ++b)
+        std::copy(dx + (b * N + 1) * D, dx + (b + 1) * N * D, dtokens + b * (N - 1) * D);
+    });
     column_sums_accumulate(dpos, N * D, [&](Index b, Index i) { return dx[b * N * D + i]; }, B);
     column_sums_accumulate(dcls, D, [&](Index b, Index c) { return dx[b * N * D + c]; }, B);
   }
@@ -454,17 +681,18 @@ struct CpuBackend {
   /// @param N    tokens per sequence
   /// @param D    token width
   void pool_forward(T* out, const T* x, Pool pool, Index B, Index N, Index D) const {
-#pragma omp parallel for schedule(static) if(B * N * D >= parallel_grain)
-    for (Index b = 0; b < B; ++b)
-      for (Index c = 0; c < D; ++c) {
-        if (pool == Pool::cls) {
-          out[b * D + c] = x[b * N * D + c];
-        } else {
-          T s = 0;
-          for (Index t = 0; t < N; ++t) s += x[(b * N + t) * D + c];
-          out[b * D + c] = s / T(N);
+    parallel_for(B, N * D, [&](Index b0, Index b1) {
+      for (Index b = b0; b < b1; ++b)
+        for (Index c = 0; c < D; ++c) {
+          if (pool == Pool::cls) {
+            out[b * D + c] = x[b * N * D + c];
+          } else {
+            T s = 0;
+            for (Index t = 0; t < N; ++t) s += x[(b * N + t) * D + c];
+            out[b * D + c] = s / T(N);
+          }
         }
-      }
+    });
   }
 
   /// @brief Backward of pool_forward: dx [B, N, D] assigned (zero where the pool did not read).
@@ -473,18 +701,21 @@ struct CpuBackend {
   /// @param pool   as in pool_forward
   /// @param B,N,D  as in pool_forward
   void pool_backward(T* dx, const T* dout, Pool pool, Index B, Index N, Index D) const {
-#pragma omp parallel for schedule(static) if(B * N * D >= parallel_grain)
-    for (Index b = 0; b < B; ++b)
-      for (Index t = 0; t < N; ++t)
-        for (Index c = 0; c < D; ++c)
-          dx[(b * N + t) * D + c] =
-              pool == Pool::cls ? (t == 0 ? dout[b * D + c] : T(0)) : dout[b * D + c] / T(N);
+    parallel_for(B, N * D, [&](Index b0, Index b1) {
+      for (Index b = b0; b < b1; ++b)
+        for (Index t = 0; t < N; ++t)
+          for (Index c = 0; c < D; ++c)
+            dx[(b * N + t) * D + c] =
+                pool == Pool::cls ? (t == 0 ? dout[b * D + c] : T(0)) : dout[b * D + c] / T(N);
+    });
   }
 
   // ---------------------------------------------------------------- attention
   /// @brief A = softmax(mask(S * tau)) over the last axis. S, A [B, h, N, N]; raw scores S = q k^T.
   /// tau per head from `param` as `mode` says (fixed_tau for TemperatureMode::fixed). With
   /// mask_diagonal the diagonal logit is the most negative finite value, so A_ii = 0 exactly.
+  ///
+  /// Row by row, vectorised (Eigen's exp); each row stays in L1 between its three passes.
   /// @param A             attention probabilities [B, h, N, N] (output; each row sums to 1)
   /// @param S             raw scores q k^T [B, h, N, N]
   /// @param param         temperature parameter: [1] (shared_log), [h] (per_head), unread (fixed)
@@ -497,25 +728,19 @@ struct CpuBackend {
   void attention_softmax_forward(T* A, const T* S, const T* param, TemperatureMode mode, T fixed_tau,
                                  bool mask_diagonal, Index B, Index h, Index N) const {
     const T lowest = std::numeric_limits<T>::lowest();
-#pragma omp parallel for schedule(static) if(B * h * N * N >= parallel_grain)
-    for (Index row = 0; row < B * h * N; ++row) {
-      const Index j = (row / N) % h, i = row % N;
-      const T tau = head_tau(param, mode, fixed_tau, j);
-      const T* s = S + row * N;
-      T* a = A + row * N;
-      T mx = lowest;
-      for (Index c = 0; c < N; ++c) {
-        a[c] = (mask_diagonal && c == i) ? lowest : s[c] * tau;
-        mx = std::max(mx, a[c]);
+    parallel_for(B * h * N, N, [&](Index row0, Index row1) {
+      for (Index row = row0; row < row1; ++row) {
+        const Index j = (row / N) % h, i = row % N;
+        const T tau = head_tau(param, mode, fixed_tau, j);
+        auto a = vec(A + row * N, N);
+        a = vec(S + row * N, N) * tau;
+        if (mask_diagonal) a[i] = lowest;
+        const T mx = a.maxCoeff();
+        a = (a - mx).exp();
+        if (mask_diagonal) a[i] = T(0);
+        a *= T(1) / a.sum();
       }
-      T sum = 0;
-      for (Index c = 0; c < N; ++c) {
-        a[c] = (mask_diagonal && c == i) ? T(0) : std::exp(a[c] - mx);
-        sum += a[c];
-      }
-      const T inv = T(1) / sum;
-      for (Index c = 0; c < N; ++c) a[c] *= inv;
-    }
+    });
   }
 
   /// @brief Backward of attention_softmax_forward. With Z = S * tau (masked):
@@ -523,7 +748,8 @@ struct CpuBackend {
   /// dtau_j = sum over its rows of dZ * S; the temperature parameter gradient accumulates
   /// dparam[0] += tau * sum_j dtau_j (shared_log: d exp(p)/dp = tau) or dparam[j] += dtau_j.
   ///
-  /// The masked diagonal needs no flag: A_ii = 0 makes dZ_ii = 0.
+  /// The masked diagonal needs no flag: A_ii = 0 makes dZ_ii = 0. The per-head sums are made
+  /// per (b, j) block and added in block order: the same result for any thread count.
   /// @param dS        score gradient [B, h, N, N] (assigned)
   /// @param dparam    temperature gradient, [1] or [h] as `param` (accumulated; unwritten for fixed)
   /// @param dA        gradient w.r.t. the attention probabilities [B, h, N, N]
@@ -536,31 +762,24 @@ struct CpuBackend {
   void attention_softmax_backward(T* dS, T* dparam, const T* dA, const T* A, const T* S,
                                   const T* param, TemperatureMode mode, T fixed_tau, Index B, Index h,
                                   Index N) const {
-    std::vector<double> dtau(static_cast<std::size_t>(h), 0.0);
-#pragma omp parallel if(B * h * N * N >= parallel_grain)
-    {
-      std::vector<double> local(static_cast<std::size_t>(h), 0.0);
-#pragma omp for schedule(static)
-      for (Index row = 0; row < B * h * N; ++row) {
-        const Index j = (row / N) % h;
-        const T tau = head_tau(param, mode, fixed_tau, j);
-        const T* a = A + row * N;
-        const T* da = dA + row * N;
-        const T* s = S + row * N;
-        T* ds = dS + row * N;
-        T dot = 0;
-        for (Index c = 0; c < N; ++c) dot += da[c] * a[c];
+    std::vector<double> block_dtau(std::size_t(B * h), 0.0);  // per (b, j)
+    parallel_for(B * h, N * N, [&](Index bj0, Index bj1) {
+      for (Index bj = bj0; bj < bj1; ++bj) {
+        const T tau = head_tau(param, mode, fixed_tau, bj % h);
         double acc = 0;
-        for (Index c = 0; c < N; ++c) {
-          const T dz = a[c] * (da[c] - dot);  // zero on the masked diagonal, where A = 0
-          acc += double(dz) * double(s[c]);
-          ds[c] = tau * dz;
+        for (Index row = bj * N; row < (bj + 1) * N; ++row) {
+          const auto a = vec(A + row * N, N), da = vec(dA + row * N, N);
+          const T dot = (da * a).sum();
+          auto ds = vec(dS + row * N, N);
+          ds = a * (da - dot);  // dZ; zero on the masked diagonal, where A = 0
+          acc += (ds.template cast<double>() * vec(S + row * N, N).template cast<double>()).sum();
+          ds *= tau;
         }
-        local[static_cast<std::size_t>(j)] += acc;
+        block_dtau[std::size_t(bj)] = acc;
       }
-#pragma omp critical
-      for (Index j = 0; j < h; ++j) dtau[std::size_t(j)] += local[std::size_t(j)];
-    }
+    });
+    std::vector<double> dtau(std::size_t(h), 0.0);
+    for (Index bj = 0; bj < B * h; ++bj) dtau[std::size_t(bj % h)] += block_dtau[std::size_t(bj)];
     if (mode == TemperatureMode::shared_log) {
       double total = 0;
       for (double v : dtau) total += v;
@@ -584,25 +803,26 @@ struct CpuBackend {
   /// @param K          classes
   void softmax_cross_entropy(T* loss, T* probs, T* dlogits, const T* logits, const T* targets,
                              T grad_scale, Index B, Index K) const {
-#pragma omp parallel for schedule(static) if(B * K * 64 >= parallel_grain)
-    for (Index b = 0; b < B; ++b) {
-      const T* z = logits + b * K;
-      const T* t = targets + b * K;
-      T mx = z[0];
-      for (Index k = 1; k < K; ++k) mx = std::max(mx, z[k]);
-      T sum = 0;
-      for (Index k = 0; k < K; ++k) sum += std::exp(z[k] - mx);
-      const T lse = mx + std::log(sum);
-      T l = 0, tsum = 0;
-      for (Index k = 0; k < K; ++k) {
-        const T p = std::exp(z[k] - lse);
-        probs[b * K + k] = p;
-        l -= t[k] * (z[k] - lse);
-        tsum += t[k];
+    parallel_for(B, K * 64, [&](Index b0, Index b1) {
+      for (Index b = b0; b < b1; ++b) {
+        const T* z = logits + b * K;
+        const T* t = targets + b * K;
+        T mx = z[0];
+        for (Index k = 1; k < K; ++k) mx = std::max(mx, z[k]);
+        T sum = 0;
+        for (Index k = 0; k < K; ++k) sum += std::exp(z[k] - mx);
+        const T lse = mx + std::log(sum);
+        T l = 0, tsum = 0;
+        for (Index k = 0; k < K; ++k) {
+          const T p = std::exp(z[k] - lse);
+          probs[b * K + k] = p;
+          l -= t[k] * (z[k] - lse);
+          tsum += t[k];
+        }
+        for (Index k = 0; k < K; ++k) dlogits[b * K + k] = grad_scale * (probs[b * K + k] * tsum - t[k]);
+        loss[b] = l;
       }
-      for (Index k = 0; k < K; ++k) dlogits[b * K + k] = grad_scale * (probs[b * K + k] * tsum - t[k]);
-      loss[b] = l;
-    }
+    });
   }
 
   /// @brief Squared error of the expected vote E = sum_k (k+1) p_k against votes [B] (1-based).
@@ -617,23 +837,24 @@ struct CpuBackend {
   /// @param K          classes
   void expected_vote_mse(T* loss, T* probs, T* dlogits, const T* logits, const T* votes, T grad_scale,
                          Index B, Index K) const {
-#pragma omp parallel for schedule(static) if(B * K * 64 >= parallel_grain)
-    for (Index b = 0; b < B; ++b) {
-      const T* z = logits + b * K;
-      T mx = z[0];
-      for (Index k = 1; k < K; ++k) mx = std::max(mx, z[k]);
-      T sum = 0;
-      for (Index k = 0; k < K; ++k) sum += std::exp(z[k] - mx);
-      T e = 0;
-      for (Index k = 0; k < K; ++k) {
-        probs[b * K + k] = std::exp(z[k] - mx) / sum;
-        e += T(k + 1) * probs[b * K + k];
+    parallel_for(B, K * 64, [&](Index b0, Index b1) {
+      for (Index b = b0; b < b1; ++b) {
+        const T* z = logits + b * K;
+        T mx = z[0];
+        for (Index k = 1; k < K; ++k) mx = std::max(mx, z[k]);
+        T sum = 0;
+        for (Index k = 0; k < K; ++k) sum += std::exp(z[k] - mx);
+        T e = 0;
+        for (Index k = 0; k < K; ++k) {
+          probs[b * K + k] = std::exp(z[k] - mx) / sum;
+          e += T(k + 1) * probs[b * K + k];
+        }
+        const T r = e - votes[b];
+        loss[b] = r * r;
+        for (Index k = 0; k < K; ++k)
+          dlogits[b * K + k] = grad_scale * T(2) * r * probs[b * K + k] * (T(k + 1) - e);
       }
-      const T r = e - votes[b];
-      loss[b] = r * r;
-      for (Index k = 0; k < K; ++k)
-        dlogits[b * K + k] = grad_scale * T(2) * r * probs[b * K + k] * (T(k + 1) - e);
-    }
+    });
   }
 
   // ---------------------------------------------------------------- optimiser
@@ -649,21 +870,72 @@ struct CpuBackend {
   void adam_update(T* p, const T* g, T* m, T* v, std::size_t n, const AdamStep<T>& s) const {
     const T step_size = s.lr / s.bias_correction1;
     const T bc2_sqrt = std::sqrt(s.bias_correction2);
-#pragma omp parallel for schedule(static) if(Index(n) >= parallel_grain)
-    for (Index i = 0; i < Index(n); ++i) {
-      T grad = g[i];
-      if (s.weight_decay != T(0)) {
-        if (s.decoupled) p[i] *= T(1) - s.lr * s.weight_decay;
-        else grad += s.weight_decay * p[i];
+    parallel_for(Index(n), 4, [&](Index i0, Index i1) {
+      for (Index i = i0; i < i1; ++i) {
+        T grad = g[i];
+        if (s.weight_decay != T(0)) {
+          if (s.decoupled) p[i] *= T(1) - s.lr * s.weight_decay;
+          else grad += s.weight_decay * p[i];
+        }
+        m[i] = s.beta1 * m[i] + (T(1) - s.beta1) * grad;
+        v[i] = s.beta2 * v[i] + (T(1) - s.beta2) * grad * grad;
+        const T denom = std::sqrt(v[i]) / bc2_sqrt + s.eps;
+        p[i] -= step_size * m[i] / denom;
       }
-      m[i] = s.beta1 * m[i] + (T(1) - s.beta1) * grad;
-      v[i] = s.beta2 * v[i] + (T(1) - s.beta2) * grad * grad;
-      const T denom = std::sqrt(v[i]) / bc2_sqrt + s.eps;
-      p[i] -= step_size * m[i] / denom;
+    });
+  }
+
+  /// @brief Single-threaded row-major GEMM (the kernel of gemm() and gemm_batched()): Eigen's
+  /// packed, cache-blocked product, without Eigen's own OpenMP threading.
+  /// @param trans_a,trans_b,M,N,K,alpha,A,lda,B,ldb,beta,C,ldc as in gemm()
+  static void gemm_serial(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha, const T* A,
+                          Index lda, const T* B, Index ldb, T beta, T* C, Index ldc) {
+    if (M == 0 || N == 0) return;
+    if (beta == T(0)) {
+      for (Index r = 0; r < M; ++r) std::fill(C + r * ldc, C + r * ldc + N, T(0));
+    } else if (beta != T(1)) {
+      for (Index r = 0; r < M; ++r)
+        for (Index c = 0; c < N; ++c) C[r * ldc + c] *= beta;
     }
+    if (K == 0) return;
+    namespace ei = Eigen::internal;
+    constexpr int R = Eigen::RowMajor, Cm = Eigen::ColMajor, Dyn = Eigen::Dynamic;
+    ei::gemm_blocking_space<R, T, T, Dyn, Dyn, Dyn, 1, false> blocking(M, N, K, 1, true);
+    // C += alpha op(A) op(B); a transposed row-major operand is a column-major one.
+    if (!trans_a && !trans_b)
+      ei::general_matrix_matrix_product<Index, T, R, false, T, R, false, R, 1>::run(
+          M, N, K, A, lda, B, ldb, C, 1, ldc, alpha, blocking);
+    else if (!trans_a && trans_b)
+      ei::general_matrix_matrix_product<Index, T, R, false, T, Cm, false, R, 1>::run(
+          M, N, K, A, lda, B, ldb, C, 1, ldc, alpha, blocking);
+    else if (trans_a && !trans_b)
+      ei::general_matrix_matrix_product<Index, T, Cm, false, T, R, false, R, 1>::run(
+          M, N, K, A, lda, B, ldb, C, 1, ldc, alpha, blocking);
+    else
+      ei::general_matrix_matrix_product<Index, T, Cm, false, T, Cm, false, R, 1>::run(
+          M, N, K, A, lda, B, ldb, C, 1, ldc, alpha, blocking);
   }
 
  private:
+  using Vec = Eigen::Array<T, Eigen::Dynamic, 1>;
+  static Eigen::Map<Vec> vec(T* p, Index n) { return Eigen::Map<Vec>(p, n); }
+  static Eigen::Map<const Vec> vec(const T* p, Index n) { return Eigen::Map<const Vec>(p, n); }
+
+  /// f(begin, end) over [0, n) in chunks shared by the backend's threads; on the caller's thread
+  /// alone when n * cost (elements or multiply-adds) is below parallel_grain.
+  template <class F>
+  static void parallel_for(Index n, Index cost, const F& f) {
+    if (n <= 0) return;
+    const int threads = detail::cpu_threads();
+    if (threads <= 1 || n == 1 || n * cost < parallel_grain) {
+      f(Index(0), n);
+      return;
+    }
+    // A few chunks per thread: when a helper is late, the caller takes its share.
+    const Index chunks = std::min<Index>(n, Index(threads) * 4);
+    detail::WorkerPool::instance().run(chunks, threads, [&](Index c) { f(n * c / chunks, n * (c + 1) / chunks); });
+  }
+
   static T head_tau(const T* param, TemperatureMode mode, T fixed_tau, Index j) {
     switch (mode) {
       case TemperatureMode::shared_log: return std::exp(param[0]);
@@ -672,46 +944,245 @@ struct CpuBackend {
     }
   }
 
-  /// out[c] += sum_{r < rows} value(r, c) for c < cols, parallel over column blocks.
+  /// out[c] += sum_{r < rows} value(r, c) for c < cols, parallel over column blocks (the same
+  /// sums for any thread count).
   template <class F>
   static void column_sums_accumulate(T* out, Index cols, F value, Index rows) {
-#pragma omp parallel for schedule(static) if(rows * cols >= parallel_grain)
-    for (Index c0 = 0; c0 < cols; c0 += 64) {
-      const Index c1 = std::min(cols, c0 + 64);
-      double acc[64] = {};
-      for (Index r = 0; r < rows; ++r)
-        for (Index c = c0; c < c1; ++c) acc[c - c0] += double(value(r, c));
-      for (Index c = c0; c < c1; ++c) out[c] += T(acc[c - c0]);
-    }
+    const Index blocks = (cols + 63) / 64;
+    parallel_for(blocks, 64 * rows, [&](Index k0, Index k1) {
+      for (Index k = k0; k < k1; ++k) {
+        const Index c0 = k * 64, c1 = std::min(cols, c0 + 64);
+        double acc[64] = {};
+        for (Index r = 0; r < rows; ++r)
+          for (Index c = c0; c < c1; ++c) acc[c - c0] += double(value(r, c));
+        for (Index c = c0; c < c1; ++c) out[c] += T(acc[c - c0]);
+      }
+    });
   }
 
-  /// Calls f(patch_index, image_index or -1) for every element of the SPT patch matrix.
-  template <class F>
-  static void spt_walk(Index B, Index C, Index H, Index W, Index P, SptVariant v, F f) {
-    const Index copies = spt_copies(v);
-    const Index s = P / 2;
+  /// Where the SPT patch matrix reads the image: for token t, copy k, channel c and patch row p1,
+  /// the image row i (or -1 when outside) and the columns p2 in [p2a, p2b) that lie inside, read
+  /// at image column j0 + p2.
+  struct SptGeometry {
+    Index C, H, W, P, copies, gw, n, PD, stride;  // stride: feature step of p2 (copies * C)
     Index di[5] = {0, 0, 0, -1, 1}, dj[5] = {0, -1, 1, 0, 0};
-    if (v == SptVariant::diagonal) {
-      const Index ddi[5] = {0, -s, -s, s, s}, ddj[5] = {0, -s, s, -s, s};
-      std::copy(ddi, ddi + 5, di);
-      std::copy(ddj, ddj + 5, dj);
-    }
-    const Index gw = W / P, n = (H / P) * gw, PD = copies * C * P * P;
-#pragma omp parallel for schedule(static) if(B * n * PD >= parallel_grain)
-    for (Index b = 0; b < B; ++b)
-      for (Index t = 0; t < n; ++t) {
-        const Index r0 = (t / gw) * P, c0 = (t % gw) * P;
-        for (Index p1 = 0; p1 < P; ++p1)
-          for (Index p2 = 0; p2 < P; ++p2)
-            for (Index k = 0; k < copies; ++k)
-              for (Index c = 0; c < C; ++c) {
-                const Index i = r0 + p1 + di[k], j = c0 + p2 + dj[k];
-                const Index dst = (b * n + t) * PD + (p1 * P + p2) * copies * C + k * C + c;
-                const bool inside = i >= 0 && i < H && j >= 0 && j < W;
-                f(dst, inside ? ((b * C + c) * H + i) * W + j : Index(-1));
-              }
+    SptGeometry(Index C_, Index H_, Index W_, Index P_, SptVariant v)
+        : C(C_), H(H_), W(W_), P(P_), copies(spt_copies(v)), gw(W_ / P_), n((H_ / P_) * (W_ / P_)),
+          PD(spt_copies(v) * C_ * P_ * P_), stride(spt_copies(v) * C_) {
+      if (v == SptVariant::diagonal) {
+        const Index s = P / 2;
+        const Index ddi[5] = {0, -s, -s, s, s}, ddj[5] = {0, -s, s, -s, s};
+        std::copy(ddi, ddi + 5, di);
+        std::copy(ddj, ddj + 5, dj);
       }
-  }
+    }
+    /// f(k, c, p1, i, p2a, p2b, j0) for every copy, channel (only `only_c` when >= 0) and patch row.
+    template <class F>
+    void for_each_run(Index t, F f, Index only_c = -1) const {
+      const Index r0 = (t / gw) * P, c0 = (t % gw) * P;
+      for (Index p1 = 0; p1 < P; ++p1)
+        for (Index k = 0; k < copies; ++k) {
+          const Index i = r0 + p1 + di[k], j0 = c0 + dj[k];
+          const bool row_in = i >= 0 && i < H;
+          const Index p2a = std::clamp<Index>(-j0, 0, P), p2b = std::clamp<Index>(W - j0, 0, P);
+          for (Index c = only_c < 0 ? 0 : only_c; c < (only_c < 0 ? C : only_c + 1); ++c)
+            f(k, c, p1, row_in ? i : Index(-1), p2a, std::max(p2a, p2b), j0);
+        }
+    }
+  };
 };
+
+/// @brief Plain, single-threaded versions of the CpuBackend ops that are optimised above: the
+/// test oracle of tests/test_cpu_kernels.cpp. Same arguments and contracts as the CpuBackend op
+/// of the same name; written for clarity, not speed.
+namespace reference {
+
+/// @brief Row-major GEMM through Eigen's plain product expression (see CpuBackend::gemm).
+template <class T>
+void gemm(bool trans_a, bool trans_b, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha,
+          const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb, T beta, T* C, std::ptrdiff_t ldc) {
+  using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
+  using OMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
+  if (M == 0 || N == 0) return;
+  OMap c(C, M, N, Eigen::OuterStride<>(ldc));
+  if (beta == T(0)) c.setZero(); else c *= beta;
+  if (K == 0) return;
+  CMap a(A, trans_a ? K : M, trans_a ? M : K, Eigen::OuterStride<>(lda));
+  CMap b(B, trans_b ? N : K, trans_b ? K : N, Eigen::OuterStride<>(ldb));
+  const Mat pa = trans_a ? Mat(a.transpose()) : Mat(a);
+  const Mat pb = trans_b ? Mat(b.transpose()) : Mat(b);
+  c.noalias() += alpha * pa.lazyProduct(pb);
+}
+
+/// @brief See CpuBackend::gelu_forward (std::erf).
+template <class T>
+void gelu_forward(T* y, const T* x, std::size_t n) {
+  const T r = T(0.70710678118654752440);
+  for (std::size_t i = 0; i < n; ++i) y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * r));
+}
+
+/// @brief See CpuBackend::gelu_backward (std::erf, std::exp).
+template <class T>
+void gelu_backward(T* dx, const T* dy, const T* x, std::size_t n) {
+  const T r = T(0.70710678118654752440), c = T(0.39894228040143267794);
+  for (std::size_t i = 0; i < n; ++i) {
+    const T cdf = T(0.5) * (T(1) + std::erf(x[i] * r));
+    const T pdf = c * std::exp(T(-0.5) * x[i] * x[i]);
+    dx[i] = dy[i] * (cdf + x[i] * pdf);
+  }
+}
+
+/// @brief See CpuBackend::layernorm_forward.
+template <class T>
+void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, std::ptrdiff_t rows,
+                       std::ptrdiff_t cols) {
+  for (std::ptrdiff_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * cols;
+    double m = 0;
+    for (std::ptrdiff_t c = 0; c < cols; ++c) m += xr[c];
+    m /= double(cols);
+    double v = 0;
+    for (std::ptrdiff_t c = 0; c < cols; ++c) v += (xr[c] - m) * (xr[c] - m);
+    v /= double(cols);
+    const T s = T(1.0 / std::sqrt(v + 1e-5)), mt = T(m);
+    for (std::ptrdiff_t c = 0; c < cols; ++c) y[r * cols + c] = (xr[c] - mt) * s * w[c] + b[c];
+    mean[r] = mt;
+    rstd[r] = s;
+  }
+}
+
+/// @brief See CpuBackend::layernorm_backward.
+template <class T>
+void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd, const T* w,
+                        std::ptrdiff_t rows, std::ptrdiff_t cols) {
+  std::vector<double> sw(std::size_t(cols), 0.0), sb(std::size_t(cols), 0.0);
+  for (std::ptrdiff_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * cols;
+    const T* dyr = dy + r * cols;
+    const T m = mean[r], s = rstd[r];
+    double sum_g = 0, sum_gx = 0;
+    for (std::ptrdiff_t c = 0; c < cols; ++c) {
+      const T g = dyr[c] * w[c];
+      sum_g += g;
+      sum_gx += g * (xr[c] - m) * s;
+      sw[std::size_t(c)] += double(dyr[c] * (xr[c] - m) * s);
+      sb[std::size_t(c)] += double(dyr[c]);
+    }
+    const T mg = T(sum_g / double(cols)), mgx = T(sum_gx / double(cols));
+    for (std::ptrdiff_t c = 0; c < cols; ++c) dx[r * cols + c] = s * (dyr[c] * w[c] - mg - (xr[c] - m) * s * mgx);
+  }
+  for (std::ptrdiff_t c = 0; c < cols; ++c) {
+    dw[c] += T(sw[std::size_t(c)]);
+    db[c] += T(sb[std::size_t(c)]);
+  }
+}
+
+/// @brief See CpuBackend::spt_forward: one image element per patch element, index by index.
+template <class T>
+void spt_forward(T* patches, const T* images, std::ptrdiff_t B, std::ptrdiff_t C, std::ptrdiff_t H,
+                 std::ptrdiff_t W, std::ptrdiff_t P, SptVariant v) {
+  using Index = std::ptrdiff_t;
+  const Index copies = spt_copies(v), s = P / 2;
+  Index di[5] = {0, 0, 0, -1, 1}, dj[5] = {0, -1, 1, 0, 0};
+  if (v == SptVariant::diagonal) {
+    const Index ddi[5] = {0, -s, -s, s, s}, ddj[5] = {0, -s, s, -s, s};
+    std::copy(ddi, ddi + 5, di);
+    std::copy(ddj, ddj + 5, dj);
+  }
+  const Index gw = W / P, n = (H / P) * gw, PD = copies * C * P * P;
+  for (Index b = 0; b < B; ++b)
+    for (Index t = 0; t < n; ++t)
+      for (Index p1 = 0; p1 < P; ++p1)
+        for (Index p2 = 0; p2 < P; ++p2)
+          for (Index k = 0; k < copies; ++k)
+            for (Index c = 0; c < C; ++c) {
+              const Index i = (t / gw) * P + p1 + di[k], j = (t % gw) * P + p2 + dj[k];
+              const bool inside = i >= 0 && i < H && j >= 0 && j < W;
+              patches[(b * n + t) * PD + (p1 * P + p2) * copies * C + k * C + c] =
+                  inside ? images[((b * C + c) * H + i) * W + j] : T(0);
+            }
+}
+
+/// @brief See CpuBackend::spt_backward: the transpose of reference::spt_forward, element by element.
+template <class T>
+void spt_backward(T* dimages, const T* dpatches, std::ptrdiff_t B, std::ptrdiff_t C, std::ptrdiff_t H,
+                  std::ptrdiff_t W, std::ptrdiff_t P, SptVariant v) {
+  using Index = std::ptrdiff_t;
+  const Index copies = spt_copies(v), s = P / 2;
+  Index di[5] = {0, 0, 0, -1, 1}, dj[5] = {0, -1, 1, 0, 0};
+  if (v == SptVariant::diagonal) {
+    const Index ddi[5] = {0, -s, -s, s, s}, ddj[5] = {0, -s, s, -s, s};
+    std::copy(ddi, ddi + 5, di);
+    std::copy(ddj, ddj + 5, dj);
+  }
+  const Index gw = W / P, n = (H / P) * gw, PD = copies * C * P * P;
+  std::fill(dimages, dimages + B * C * H * W, T(0));
+  for (Index b = 0; b < B; ++b)
+    for (Index t = 0; t < n; ++t)
+      for (Index p1 = 0; p1 < P; ++p1)
+        for (Index p2 = 0; p2 < P; ++p2)
+          for (Index k = 0; k < copies; ++k)
+            for (Index c = 0; c < C; ++c) {
+              const Index i = (t / gw) * P + p1 + di[k], j = (t % gw) * P + p2 + dj[k];
+              if (i >= 0 && i < H && j >= 0 && j < W)
+                dimages[((b * C + c) * H + i) * W + j] += dpatches[(b * n + t) * PD + (p1 * P + p2) * copies * C + k * C + c];
+            }
+}
+
+/// @brief See CpuBackend::attention_softmax_forward (std::exp, row by row).
+template <class T>
+void attention_softmax_forward(T* A, const T* S, const T* param, TemperatureMode mode, T fixed_tau,
+                               bool mask_diagonal, std::ptrdiff_t B, std::ptrdiff_t h, std::ptrdiff_t N) {
+  const T lowest = std::numeric_limits<T>::lowest();
+  for (std::ptrdiff_t row = 0; row < B * h * N; ++row) {
+    const std::ptrdiff_t j = (row / N) % h, i = row % N;
+    const T tau = mode == TemperatureMode::shared_log ? std::exp(param[0])
+                  : mode == TemperatureMode::per_head ? param[j] : fixed_tau;
+    const T* s = S + row * N;
+    T* a = A + row * N;
+    T mx = lowest;
+    for (std::ptrdiff_t c = 0; c < N; ++c) {
+      a[c] = (mask_diagonal && c == i) ? lowest : s[c] * tau;
+      mx = std::max(mx, a[c]);
+    }
+    T sum = 0;
+    for (std::ptrdiff_t c = 0; c < N; ++c) {
+      a[c] = (mask_diagonal && c == i) ? T(0) : std::exp(a[c] - mx);
+      sum += a[c];
+    }
+    for (std::ptrdiff_t c = 0; c < N; ++c) a[c] /= sum;
+  }
+}
+
+/// @brief See CpuBackend::attention_softmax_backward.
+template <class T>
+void attention_softmax_backward(T* dS, T* dparam, const T* dA, const T* A, const T* S, const T* param,
+                                TemperatureMode mode, T fixed_tau, std::ptrdiff_t B, std::ptrdiff_t h,
+                                std::ptrdiff_t N) {
+  std::vector<double> dtau(std::size_t(h), 0.0);
+  for (std::ptrdiff_t row = 0; row < B * h * N; ++row) {
+    const std::ptrdiff_t j = (row / N) % h;
+    const T tau = mode == TemperatureMode::shared_log ? std::exp(param[0])
+                  : mode == TemperatureMode::per_head ? param[j] : fixed_tau;
+    const T *a = A + row * N, *da = dA + row * N, *s = S + row * N;
+    T dot = 0;
+    for (std::ptrdiff_t c = 0; c < N; ++c) dot += da[c] * a[c];
+    for (std::ptrdiff_t c = 0; c < N; ++c) {
+      const T dz = a[c] * (da[c] - dot);
+      dtau[std::size_t(j)] += double(dz) * double(s[c]);
+      dS[row * N + c] = tau * dz;
+    }
+  }
+  if (mode == TemperatureMode::shared_log) {
+    double total = 0;
+    for (double v : dtau) total += v;
+    dparam[0] += T(total * double(std::exp(param[0])));
+  } else if (mode == TemperatureMode::per_head) {
+    for (std::ptrdiff_t j = 0; j < h; ++j) dparam[j] += T(dtau[std::size_t(j)]);
+  }
+}
+
+}  // namespace reference
 
 }  // namespace vitiq

@@ -1,0 +1,205 @@
+// benchmarks/bench_compare.cpp -- the vitiq side of the PyTorch comparison (benchmarks/compare.py):
+// a plain timing harness, one measurement per process, results as one JSON line on stdout.
+//
+//   vitiq-bench-compare export --preset P --out DIR [--batch B]
+//       writes DIR/P.weights.safetensors (PyTorch names, seed-0 initialisation) and
+//       DIR/P.parity.safetensors (images [B, C, H, W] and vitiq's float logits [B, K]) so that
+//       the PyTorch side can check that both compute the same logits on the same weights.
+//   vitiq-bench-compare time --preset P --work train|infer --batch B [--min-time S] [--threads T]
+//       median seconds per forward (infer) or per training step (forward + soft-label
+//       cross-entropy + backward + AdamW), images/s, matmul GFLOP/s (vitiq/model/flops.hpp) and
+//       the process's peak resident memory (getrusage ru_maxrss).
+//   vitiq-bench-compare gemm [--size 2048] [--min-time S] [--threads T]
+//       a float32 size^3 GEMM through CpuBackend<float>::gemm: the GEMM peak of this build.
+//
+// The thread count is OpenMP's (OMP_NUM_THREADS, or --threads). Not a Google Benchmark program
+// (one process per case keeps ru_maxrss per case), though CMake links the library like the others.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "vitiq/io/safetensors.hpp"
+#include "vitiq/io/weights.hpp"
+#include "vitiq/vitiq.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+  std::string command, preset = "aio", work = "train", out = ".";
+  long batch = 64, size = 2048, threads = 0;
+  double min_time = 2.0;
+};
+
+Args parse(int argc, char** argv) {
+  if (argc < 2) throw std::invalid_argument("usage: vitiq-bench-compare export|time|gemm [--option value]...");
+  Args a;
+  a.command = argv[1];
+  for (int i = 2; i < argc; i += 2) {
+    const std::string k = argv[i];
+    if (i + 1 >= argc) throw std::invalid_argument("option " + k + " needs a value");
+    const std::string v = argv[i + 1];
+    if (k == "--preset") a.preset = v;
+    else if (k == "--work") a.work = v;
+    else if (k == "--out") a.out = v;
+    else if (k == "--batch") a.batch = std::stol(v);
+    else if (k == "--size") a.size = std::stol(v);
+    else if (k == "--threads") a.threads = std::stol(v);
+    else if (k == "--min-time") a.min_time = std::stod(v);
+    else throw std::invalid_argument("unknown option " + k);
+  }
+  if (a.batch < 1) throw std::invalid_argument("--batch must be >= 1");
+  return a;
+}
+
+long peak_rss_kib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;  // KiB on Linux
+}
+
+int omp_threads() {
+#if defined(_OPENMP)
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+/// Runs f once to warm up, then repeatedly until min_time has passed and at least 3 runs were
+/// made; returns every run's seconds.
+template <class F>
+std::vector<double> time_runs(F f, double min_time) {
+  f();
+  std::vector<double> t;
+  const auto start = Clock::now();
+  while (true) {
+    const auto t0 = Clock::now();
+    f();
+    const auto t1 = Clock::now();
+    t.push_back(std::chrono::duration<double>(t1 - t0).count());
+    if (std::chrono::duration<double>(t1 - start).count() >= min_time && t.size() >= 3) return t;
+  }
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+template <vitiq::Config C>
+std::vector<float> random_images(long batch, std::uint64_t seed) {
+  vitiq::Rng rng(seed);
+  std::vector<float> x(std::size_t(batch) * C.channels * C.image_size * C.image_size);
+  for (auto& v : x) v = float(rng.normal());
+  return x;
+}
+
+template <vitiq::Config C>
+int run_export(const Args& a) {
+  namespace fs = std::filesystem;
+  fs::create_directories(a.out);
+  vitiq::ViT<C> model({}, /*seed=*/0);
+  vitiq::save_weights(model, fs::path(a.out) / (a.preset + ".weights.safetensors"));
+  const auto images = random_images<C>(a.batch, 11);
+  const auto logits = model.forward(images, a.batch);
+  vitiq::io::SafetensorsWriter w;
+  w.set_metadata("preset", a.preset);
+  w.add<float>("images", {a.batch, C.channels, C.image_size, C.image_size}, images, vitiq::io::DType::F32);
+  w.add<float>("logits", {a.batch, C.num_classes}, logits, vitiq::io::DType::F32);
+  w.write(fs::path(a.out) / (a.preset + ".parity.safetensors"));
+  std::printf("{\"side\": \"vitiq\", \"command\": \"export\", \"preset\": \"%s\", \"batch\": %ld}\n",
+              a.preset.c_str(), a.batch);
+  return 0;
+}
+
+template <vitiq::Config C>
+int run_time(const Args& a) {
+  const long B = a.batch;
+  vitiq::ViT<C> model({}, /*seed=*/0);
+  const auto images = random_images<C>(B, 11);
+  std::vector<double> runs;
+  double flops = 0;
+  if (a.work == "infer") {
+    model.set_training(false);
+    runs = time_runs([&] { model.forward_device(images.data(), B); }, a.min_time);
+    flops = vitiq::forward_flops(C) * double(B);
+  } else if (a.work == "train") {
+    std::vector<double> votes(static_cast<std::size_t>(B));
+    for (long b = 0; b < B; ++b) votes[std::size_t(b)] = double(1 + b % C.num_classes);
+    const auto targets = vitiq::make_targets<float>(votes, C.num_classes);
+    vitiq::Criterion<vitiq::CpuBackend<float>> loss;
+    vitiq::Adam<vitiq::CpuBackend<float>> opt(model.backend(), vitiq::param_table<C>(), model.num_params,
+                                              {.lr = 1e-4, .weight_decay = 0.05});
+    model.set_training(true);
+    runs = time_runs([&] {
+      const float* logits = model.forward_device(images.data(), B);
+      loss.forward_backward(model.backend(), logits, targets.data(), B, C.num_classes);
+      model.zero_grad();
+      model.backward_device(loss.dlogits());
+      opt.step(model.parameters(), model.gradients());
+    }, a.min_time);
+    flops = vitiq::training_flops(C) * double(B);
+  } else {
+    throw std::invalid_argument("--work must be train or infer");
+  }
+  const double t = median(runs);
+  std::printf("{\"side\": \"vitiq\", \"preset\": \"%s\", \"work\": \"%s\", \"batch\": %ld, \"threads\": %d, "
+              "\"runs\": %zu, \"seconds\": %.6g, \"images_per_s\": %.6g, \"gflops\": %.6g, \"peak_rss_kib\": %ld}\n",
+              a.preset.c_str(), a.work.c_str(), B, omp_threads(), runs.size(), t, double(B) / t, flops / t * 1e-9,
+              peak_rss_kib());
+  return 0;
+}
+
+int run_gemm(const Args& a) {
+  const long n = a.size;
+  std::vector<float> A(std::size_t(n * n)), Bm(std::size_t(n * n)), Cm(std::size_t(n * n));
+  vitiq::Rng rng(3);
+  for (auto& v : A) v = float(rng.uniform(-1, 1));
+  for (auto& v : Bm) v = float(rng.uniform(-1, 1));
+  vitiq::CpuBackend<float> be;
+  const auto runs = time_runs([&] {
+    be.gemm(false, false, n, n, n, 1.f, A.data(), n, Bm.data(), n, 0.f, Cm.data(), n);
+  }, a.min_time);
+  const double t = median(runs);
+  std::printf("{\"side\": \"vitiq\", \"command\": \"gemm\", \"size\": %ld, \"threads\": %d, \"seconds\": %.6g, "
+              "\"gflops\": %.6g}\n", n, omp_threads(), t, 2.0 * double(n) * double(n) * double(n) / t * 1e-9);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Args a = parse(argc, argv);
+#if defined(_OPENMP)
+    if (a.threads > 0) omp_set_num_threads(int(a.threads));
+#endif
+    if (a.command == "gemm") return run_gemm(a);
+    if (a.command != "export" && a.command != "time") throw std::invalid_argument("unknown command " + a.command);
+    int rc = -1;
+    const bool found = vitiq::dispatch_preset(a.preset, [&]<vitiq::Config C>() {
+      rc = a.command == "export" ? run_export<C>(a) : run_time<C>(a);
+    });
+    if (!found) throw std::invalid_argument("unknown preset " + a.preset);
+    return rc;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vitiq-bench-compare: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,250 @@
+// tests/test_cpu_kernels.cpp -- the optimised CPU backend against its plain versions
+// (vitiq::reference in vitiq/cpu/backend.hpp): tiled GEMMs, batched GEMMs, the vectorised attention
+// softmax and its backward, GELU, LayerNorm, the one-pass SPT gather and its transpose, and the
+// worker pool that runs them (every chunk exactly once, nested and concurrent calls).
+//
+// Each kernel runs on one and on two threads; the two-thread runs go through detail::WorkerPool.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cmath>
+#include <thread>
+#include <vector>
+
+#include "vitiq/vitiq.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace {
+
+using Index = std::ptrdiff_t;
+
+template <class T>
+std::vector<T> random_vec(std::size_t n, std::uint64_t seed, double scale = 1.0) {
+  vitiq::Rng rng(seed);
+  std::vector<T> v(n);
+  for (auto& x : v) x = T(scale * rng.normal());
+  return v;
+}
+
+/// max |a - b| / (max |b| + tiny)
+template <class T>
+double max_rel_diff(const std::vector<T>& a, const std::vector<T>& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    num = std::max(num, std::abs(double(a[i]) - double(b[i])));
+    den = std::max(den, std::abs(double(b[i])));
+  }
+  return num / (den + 1e-300);
+}
+
+/// Sets the backend's thread count for one scope.
+struct Threads {
+  explicit Threads(int n) {
+#if defined(_OPENMP)
+    old = omp_get_max_threads();
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+  }
+  ~Threads() {
+#if defined(_OPENMP)
+    omp_set_num_threads(old);
+#endif
+  }
+  int old = 1;
+};
+
+template <class T>
+constexpr double tol() { return std::is_same_v<T, float> ? 2e-6 : 1e-13; }
+
+}  // namespace
+
+TEST_CASE("worker pool: every chunk runs exactly once, nested and concurrent calls run serially", "[cpu_kernels][pool]") {
+  auto& pool = vitiq::detail::WorkerPool::instance();
+  for (int threads : {1, 2, 3}) {
+    for (Index chunks : {Index(1), Index(2), Index(7), Index(1000)}) {
+      std::vector<std::atomic<int>> hits(static_cast<std::size_t>(chunks));
+      for (auto& h : hits) h = 0;
+      pool.run(chunks, threads, [&](Index i) { hits[std::size_t(i)].fetch_add(1); });
+      int wrong = 0;
+      for (auto& h : hits) wrong += h.load() != 1;
+      CHECK(wrong == 0);
+    }
+  }
+  // A chunk that calls the pool again runs the inner job on its own thread, completely.
+  std::atomic<int> inner{0};
+  pool.run(8, 2, [&](Index) { pool.run(10, 2, [&](Index) { inner.fetch_add(1); }); });
+  CHECK(inner.load() == 80);
+  // Two threads calling at once: one gets the pool, the other runs serially; nothing is lost.
+  std::atomic<long> sum{0};
+  auto caller = [&] {
+    for (int rep = 0; rep < 200; ++rep) pool.run(16, 2, [&](Index i) { sum.fetch_add(long(i)); });
+  };
+  std::thread a(caller), b(caller);
+  a.join();
+  b.join();
+  CHECK(sum.load() == 2L * 200 * (15 * 16 / 2));
+}
+
+TEMPLATE_TEST_CASE("tiled GEMM matches the plain product in every transpose mode and beta", "[cpu_kernels][gemm]", float, double) {
+  using T = TestType;
+  vitiq::CpuBackend<T> be;
+  // Shapes below and above the tiling threshold, wide and tall (split by columns and by rows),
+  // and leading dimensions larger than the rows.
+  const Index shapes[][3] = {{3, 5, 7}, {130, 70, 33}, {37, 300, 129}, {513, 96, 64}, {64, 64, 0}};
+  for (int threads : {1, 2}) {
+    Threads th(threads);
+    for (const auto& s : shapes) {
+      const Index M = s[0], N = s[1], K = s[2], pad = 3;
+      for (int mode = 0; mode < 4; ++mode) {
+        const bool ta = mode & 1, tb = mode & 2;
+        const Index lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+        const auto A = random_vec<T>(std::size_t((ta ? K : M) * lda), 1);
+        const auto B = random_vec<T>(std::size_t((tb ? N : K) * ldb), 2);
+        for (T beta : {T(0), T(1), T(0.5)}) {
+          auto C = random_vec<T>(std::size_t(M * ldc), 3), C_ref = C;
+          be.gemm(ta, tb, M, N, K, T(0.75), A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+          vitiq::reference::gemm(ta, tb, M, N, K, T(0.75), A.data(), lda, B.data(), ldb, beta, C_ref.data(), ldc);
+          INFO("threads " << threads << " M " << M << " N " << N << " K " << K << " mode " << mode << " beta " << beta);
+          CHECK(max_rel_diff(C, C_ref) < 10 * tol<T>());
+        }
+      }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("batched GEMM matches one plain product per batch entry", "[cpu_kernels][gemm]", float, double) {
+  using T = TestType;
+  vitiq::CpuBackend<T> be;
+  // The attention layout: q, k inside qkv rows [B, N, 3I], scores [B, h, N, N].
+  const Index Bt = 3, h = 4, N = 17, d = 8, I = h * d;
+  const auto qkv = random_vec<T>(std::size_t(Bt * N * 3 * I), 4);
+  for (int threads : {1, 2}) {
+    Threads th(threads);
+    std::vector<T> S(std::size_t(Bt * h * N * N), T(7)), S_ref = S;
+    be.gemm_batched(false, true, N, N, d, T(1), qkv.data(), 3 * I, N * 3 * I, d, qkv.data() + I, 3 * I, N * 3 * I,
+                    d, T(0), S.data(), N, h * N * N, N * N, Bt, h);
+    for (Index b = 0; b < Bt; ++b)
+      for (Index j = 0; j < h; ++j)
+        vitiq::reference::gemm(false, true, N, N, d, T(1), qkv.data() + b * N * 3 * I + j * d, 3 * I,
+                               qkv.data() + b * N * 3 * I + I + j * d, 3 * I, T(0),
+                               S_ref.data() + (b * h + j) * N * N, N);
+    CHECK(max_rel_diff(S, S_ref) < 10 * tol<T>());
+  }
+}
+
+TEMPLATE_TEST_CASE("vectorised attention softmax and backward match the plain loops", "[cpu_kernels][attention]", float, double) {
+  using T = TestType;
+  vitiq::CpuBackend<T> be;
+  const Index Bt = 3, h = 3, N = 65;
+  const std::size_t n = std::size_t(Bt * h * N * N);
+  const auto S = random_vec<T>(n, 5, 4.0), dA = random_vec<T>(n, 6);
+  const std::vector<T> shared{T(std::log(0.3))}, per_head{T(0.2), T(0.35), T(0.5)};
+  struct Case { vitiq::TemperatureMode mode; const T* param; bool mask; };
+  const Case cases[] = {{vitiq::TemperatureMode::shared_log, shared.data(), true},
+                        {vitiq::TemperatureMode::per_head, per_head.data(), true},
+                        {vitiq::TemperatureMode::fixed, nullptr, false}};
+  for (int threads : {1, 2}) {
+    Threads th(threads);
+    for (const Case& c : cases) {
+      std::vector<T> A(n), A_ref(n), dS(n), dS_ref(n);
+      be.attention_softmax_forward(A.data(), S.data(), c.param, c.mode, T(0.25), c.mask, Bt, h, N);
+      vitiq::reference::attention_softmax_forward(A_ref.data(), S.data(), c.param, c.mode, T(0.25), c.mask, Bt, h, N);
+      CHECK(max_rel_diff(A, A_ref) < 10 * tol<T>());
+      if (c.mask) {
+        int nonzero = 0;
+        for (Index r = 0; r < Bt * h * N; ++r) nonzero += A[std::size_t(r * N + r % N)] != T(0);
+        CHECK(nonzero == 0);  // the LSA diagonal is exactly 0
+      }
+      std::vector<T> dp(3, T(0.125)), dp_ref = dp;
+      be.attention_softmax_backward(dS.data(), dp.data(), dA.data(), A.data(), S.data(), c.param, c.mode, T(0.25), Bt, h, N);
+      vitiq::reference::attention_softmax_backward(dS_ref.data(), dp_ref.data(), dA.data(), A.data(), S.data(), c.param,
+                                                   c.mode, T(0.25), Bt, h, N);
+      CHECK(max_rel_diff(dS, dS_ref) < 10 * tol<T>());
+      CHECK(max_rel_diff(dp, dp_ref) < 10 * tol<T>());
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("vectorised GELU and LayerNorm match the plain loops", "[cpu_kernels][elementwise]", float, double) {
+  using T = TestType;
+  vitiq::CpuBackend<T> be;
+  for (int threads : {1, 2}) {
+    Threads th(threads);
+    const std::size_t n = 70001;  // above the grain, odd length
+    const auto x = random_vec<T>(n, 7, 3.0), dy = random_vec<T>(n, 8);
+    std::vector<T> y(n), y_ref(n), dx(n), dx_ref(n);
+    be.gelu_forward(y.data(), x.data(), n);
+    vitiq::reference::gelu_forward(y_ref.data(), x.data(), n);
+    CHECK(max_rel_diff(y, y_ref) < 2 * tol<T>());
+    be.gelu_backward(dx.data(), dy.data(), x.data(), n);
+    vitiq::reference::gelu_backward(dx_ref.data(), dy.data(), x.data(), n);
+    CHECK(max_rel_diff(dx, dx_ref) < 2 * tol<T>());
+
+    const Index rows = 700, cols = 96;
+    const auto lx = random_vec<T>(std::size_t(rows * cols), 9, 2.0), ldy = random_vec<T>(std::size_t(rows * cols), 10);
+    const auto w = random_vec<T>(std::size_t(cols), 11), b = random_vec<T>(std::size_t(cols), 12);
+    std::vector<T> ly(lx.size()), ly_ref(lx.size());
+    std::vector<T> m(static_cast<std::size_t>(rows)), m_ref = m, r = m, r_ref = m;
+    be.layernorm_forward(ly.data(), m.data(), r.data(), lx.data(), w.data(), b.data(), rows, cols);
+    vitiq::reference::layernorm_forward(ly_ref.data(), m_ref.data(), r_ref.data(), lx.data(), w.data(), b.data(), rows, cols);
+    CHECK(max_rel_diff(ly, ly_ref) < 10 * tol<T>());
+    CHECK(max_rel_diff(r, r_ref) < 10 * tol<T>());
+    std::vector<T> ldx(lx.size()), ldx_ref(lx.size()), dw(std::size_t(cols), T(1)), dw_ref = dw, db = dw, db_ref = dw;
+    be.layernorm_backward(ldx.data(), dw.data(), db.data(), ldy.data(), lx.data(), m.data(), r.data(), w.data(), rows, cols);
+    vitiq::reference::layernorm_backward(ldx_ref.data(), dw_ref.data(), db_ref.data(), ldy.data(), lx.data(), m.data(),
+                                         r.data(), w.data(), rows, cols);
+    CHECK(max_rel_diff(ldx, ldx_ref) < 10 * tol<T>());
+    CHECK(max_rel_diff(dw, dw_ref) < 10 * tol<T>());
+    CHECK(max_rel_diff(db, db_ref) < 10 * tol<T>());
+  }
+}
+
+TEMPLATE_TEST_CASE("one-pass SPT gather and its transpose match the index-by-index loops", "[cpu_kernels][spt]", float, double) {
+  using T = TestType;
+  vitiq::CpuBackend<T> be;
+  const Index Bt = 2, C = 3, H = 12, W = 16;
+  for (int threads : {1, 2}) {
+    Threads th(threads);
+    for (Index P : {Index(2), Index(4)})
+      for (auto v : {vitiq::SptVariant::axial, vitiq::SptVariant::diagonal, vitiq::SptVariant::none}) {
+        const Index n = (H / P) * (W / P), PD = vitiq::spt_copies(v) * C * P * P;
+        const auto img = random_vec<T>(std::size_t(Bt * C * H * W), 13);
+        std::vector<T> p(std::size_t(Bt * n * PD), T(9)), p_ref = p;
+        be.spt_forward(p.data(), img.data(), Bt, C, H, W, P, v);
+        vitiq::reference::spt_forward(p_ref.data(), img.data(), Bt, C, H, W, P, v);
+        CHECK(p == p_ref);  // a gather: bit for bit
+        const auto dp = random_vec<T>(p.size(), 14);
+        std::vector<T> di(img.size(), T(9)), di_ref = di;
+        be.spt_backward(di.data(), dp.data(), Bt, C, H, W, P, v);
+        vitiq::reference::spt_backward(di_ref.data(), dp.data(), Bt, C, H, W, P, v);
+        CHECK(max_rel_diff(di, di_ref) < 10 * tol<T>());
+      }
+  }
+}
+
+TEST_CASE("sum of squares and finiteness do not depend on the thread count", "[cpu_kernels][elementwise]") {
+  vitiq::CpuBackend<float> be;
+  auto x = random_vec<float>(100003, 15);
+  double ref = 0;
+  for (float v : x) ref += double(v) * double(v);
+  double s1, s2;
+  {
+    Threads th(1);
+    s1 = be.sum_squares(x.data(), x.size());
+    CHECK(be.all_finite(x.data(), x.size()));
+  }
+  {
+    Threads th(2);
+    s2 = be.sum_squares(x.data(), x.size());
+    CHECK(be.all_finite(x.data(), x.size()));
+    x[77777] = std::numeric_limits<float>::quiet_NaN();
+    CHECK_FALSE(be.all_finite(x.data(), x.size()));
+  }
+  CHECK(s1 == s2);
+  CHECK(s1 == Approx(ref).epsilon(1e-12));
+}

@@ -1,6 +1,7 @@
 // examples/plot/figures.hpp -- a small plotting helper for the example programs, drawn with
 // cairo (image surfaces, PNG output, text through cairo's toy text API): heat maps with a colour
-// bar and cell labels, stacked bar charts, line / scatter charts with legends.
+// bar and cell labels, stacked bar charts, line / scatter charts with legends, RGB pictures scaled
+// into a rectangle and stand-alone colour bars.
 //
 // Only the programs under examples/ use it; the library under include/ knows nothing of cairo.
 // Every chart draws into a rectangle of a Canvas, so one PNG can hold several panels. Sizes are
@@ -12,7 +13,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -594,6 +597,72 @@ inline void draw_line_chart(Canvas& cv, const Rect& area, const LineChart& c) {
     const double w = legend_size(cv, entries).first;
     draw_legend(cv, c.legend_right ? f.box.x + f.box.w - w - 8 : f.box.x + 8, f.box.y + 8, entries);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pictures and colour bars
+
+/// @brief Draw an RGB picture ([h, w, 3] bytes, row-major) scaled to fill `r` (nearest
+/// neighbour when enlarged, so patch maps keep sharp cells; bilinear when reduced).
+inline void draw_rgb(Canvas& cv, const Rect& r, const std::uint8_t* rgb, int w, int h) {
+  if (w <= 0 || h <= 0) return;
+  cairo_surface_t* img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+  cairo_surface_flush(img);
+  unsigned char* dst = cairo_image_surface_get_data(img);
+  const int stride = cairo_image_surface_get_stride(img);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      const std::uint8_t* p = rgb + (std::size_t(y) * std::size_t(w) + std::size_t(x)) * 3;
+      reinterpret_cast<std::uint32_t*>(dst + std::size_t(y) * std::size_t(stride))[x] =
+          (std::uint32_t(p[0]) << 16) | (std::uint32_t(p[1]) << 8) | std::uint32_t(p[2]);
+    }
+  cairo_surface_mark_dirty(img);
+  cairo_t* cr = cv.cr();
+  cairo_save(cr);
+  cairo_rectangle(cr, r.x, r.y, r.w, r.h);
+  cairo_clip(cr);
+  cairo_translate(cr, r.x, r.y);
+  cairo_scale(cr, r.w / w, r.h / h);
+  cairo_set_source_surface(cr, img, 0, 0);
+  cairo_pattern_set_filter(cairo_get_source(cr), r.w >= w ? CAIRO_FILTER_NEAREST : CAIRO_FILTER_BILINEAR);
+  cairo_paint(cr);
+  cairo_restore(cr);
+  cairo_surface_destroy(img);
+}
+
+/// @brief A vertical colour bar in `bar` (low values at the bottom) with tick labels on its right
+/// (`ticks`, or about five nice ticks when empty) and an optional label turned along it.
+inline void draw_colour_bar(Canvas& cv, const Rect& bar, const std::function<Rgb(double)>& cmap, double lo, double hi,
+                            std::vector<double> ticks = {}, const std::string& label = "", double font = 10) {
+  cairo_t* cr = cv.cr();
+  if (!(hi > lo)) hi = lo + 1;
+  cairo_pattern_t* grad = cairo_pattern_create_linear(0, bar.y + bar.h, 0, bar.y);
+  for (int s = 0; s <= 32; ++s) {
+    const Rgb c = cmap(s / 32.0);
+    cairo_pattern_add_color_stop_rgb(grad, s / 32.0, c.r, c.g, c.b);
+  }
+  cairo_rectangle(cr, bar.x, bar.y, bar.w, bar.h);
+  cairo_set_source(cr, grad);
+  cairo_fill(cr);
+  cairo_pattern_destroy(grad);
+  cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+  cairo_set_line_width(cr, 1);
+  cairo_rectangle(cr, bar.x, bar.y, bar.w, bar.h);
+  cairo_stroke(cr);
+  if (ticks.empty()) ticks = nice_ticks(lo, hi, 4);
+  const double step = ticks.size() > 1 ? ticks[1] - ticks[0] : 1;
+  double right = bar.x + bar.w + 4;
+  for (double t : ticks) {
+    const double y = bar.y + bar.h - (t - lo) / (hi - lo) * bar.h;
+    cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+    cairo_move_to(cr, bar.x + bar.w, y);
+    cairo_line_to(cr, bar.x + bar.w + 3, y);
+    cairo_stroke(cr);
+    const std::string s = tick_label(t, step);
+    text(cr, bar.x + bar.w + 5, y, s, font, 0, 0.5);
+    right = std::max(right, bar.x + bar.w + 5 + text_width(cr, s, font));
+  }
+  if (!label.empty()) text(cr, right + 4, bar.y + bar.h / 2, label, font, 0.5, 0, false, kPi / 2);
 }
 
 }  // namespace plot

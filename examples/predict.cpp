@@ -1,14 +1,16 @@
 // examples/predict.cpp -- vitiq-predict: score image files with a trained model.
 //
 //   vitiq-predict --preset NAME --weights FILE.safetensors [--json] [--no-normalize] [--no-resize]
-//                 IMAGE...
+//                 [--device cpu|cuda] IMAGE...
 //
 // For each image: the logits, the class probabilities (softmax of the logits), the arg-max class
 // as a 1-based vote (class index + 1) and the expected vote sum_k k p_k, k = 1..K. Images go
 // through the model 16 at a time. A bad image is reported on stderr (one line naming it) and
 // skipped; the others are still scored, and the exit code is 1. Exit codes: 0 all images scored,
 // 1 an error (unknown preset, weights that cannot be loaded, an image that cannot be used),
-// 2 a usage error. No exception leaves main().
+// 2 a usage error. No exception leaves main(). `--device cuda` runs the same model with
+// CudaBackend<float> (examples/cuda_predict.cu, built only where CMake found CUDA: VITIQ_HAS_CUDA);
+// on a build without CUDA or a machine without a device it fails with one line and exit code 1.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -16,6 +18,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -25,6 +28,10 @@
 #include "vitiq/io/json.hpp"
 #include "vitiq/io/weights.hpp"
 #include "vitiq/vitiq.hpp"
+
+#if defined(VITIQ_HAS_CUDA)
+#include "cuda_predict.hpp"
+#endif
 
 namespace {
 
@@ -45,6 +52,8 @@ options:
                         to image_size x image_size, as PyTorch's F.interpolate, aspect not kept)
   --no-normalize        feed pixels in [0, 1] (default: subtract the ImageNet mean
                         (0.485, 0.456, 0.406) and divide by the std (0.229, 0.224, 0.225))
+  --device cpu|cuda     where the model runs (default cpu); cuda needs a build with CUDA and
+                        an NVIDIA GPU
   -h, --help            this text
 
 output, per image:
@@ -62,6 +71,7 @@ struct Options {
   std::string preset;
   std::filesystem::path weights;
   bool json = false;
+  bool cuda = false;  // --device cuda
   vitiq::io::Preprocess pre;
   std::vector<std::string> images;
 };
@@ -110,6 +120,10 @@ Options parse_args(int argc, char** argv, bool& help) {
     } else if (name == "--json") {
       flag();
       o.json = true;
+    } else if (name == "--device") {
+      const std::string d = value();
+      if (d != "cpu" && d != "cuda") throw UsageError{"--device must be cpu or cuda, not '" + d + "'"};
+      o.cuda = d == "cuda";
     } else if (name == "--no-resize") {
       flag();
       o.pre.resize = false;
@@ -214,6 +228,11 @@ bool run(const Options& o) {
   std::vector<float> batch(max_batch * per_image);  // [B, C, S, S]
   std::vector<const std::string*> names;             // the images in the batch
   bool all_ok = true;
+#if defined(VITIQ_HAS_CUDA)
+  // The same model on the GPU: the weights go through the CPU model (loaded and checked above).
+  std::unique_ptr<vitiq_examples::DeviceForward> gpu;
+  if (o.cuda) gpu = vitiq_examples::make_cuda_forward(o.preset, model.parameters_to_host());
+#endif
 
   for (std::size_t first = 0; first < o.images.size(); first += max_batch) {
     const std::size_t last = std::min(first + max_batch, o.images.size());
@@ -231,9 +250,13 @@ bool run(const Options& o) {
     }
     if (names.empty()) continue;
     const std::size_t B = names.size();
-    const std::span<const float> logits =
-        model.forward(std::span<const float>(batch.data(), B * per_image),
-                      static_cast<std::ptrdiff_t>(B));  // [B, K]
+    const std::span<const float> images(batch.data(), B * per_image);
+#if defined(VITIQ_HAS_CUDA)
+    const std::span<const float> logits = gpu ? gpu->forward(images, static_cast<std::ptrdiff_t>(B))
+                                              : model.forward(images, static_cast<std::ptrdiff_t>(B));  // [B, K]
+#else
+    const std::span<const float> logits = model.forward(images, static_cast<std::ptrdiff_t>(B));  // [B, K]
+#endif
     for (std::size_t b = 0; b < B; ++b) {
       const auto z = logits.subspan(b * K, K);
       if (!std::all_of(z.begin(), z.end(), [](float v) { return std::isfinite(v); })) {
@@ -262,6 +285,18 @@ int main(int argc, char** argv) {
     if (help) {
       std::fputs(usage_text, stdout);
       return 0;
+    }
+
+    if (o.cuda) {  // fail before any image is read
+#if defined(VITIQ_HAS_CUDA)
+      if (const std::string why = vitiq_examples::cuda_unavailable_reason(); !why.empty()) {
+        report("--device cuda: " + why);
+        return 1;
+      }
+#else
+      report("--device cuda: this vitiq-predict was built without CUDA (no CUDA compiler and toolkit found by CMake)");
+      return 1;
+#endif
     }
 
     bool ok = true;

@@ -504,15 +504,28 @@ class SafetensorsWriter {
     if (!metadata_.empty()) {
       header += "\"__metadata__\":{";
       bool f2 = true;
-      for (const auto& [k, v] : metadata_) { header += (f2 ? "" : ",") + json::escape(k) + ":" + json::escape(v); f2 = false; }
+      for (const auto& [k, v] : metadata_) {
+        if (!f2) header += ',';
+        header += json::escape(k);
+        header += ':';
+        header += json::escape(v);
+        f2 = false;
+      }
       header += "}";
       first = false;
     }
     std::size_t offset = 0;
     for (const auto& e : entries_) {
-      header += (first ? "" : ",") + json::escape(e.name) + ":{\"dtype\":\"" + std::string(dtype_name(e.dtype)) +
-                "\",\"shape\":[";
-      for (std::size_t i = 0; i < e.shape.size(); ++i) header += (i ? "," : "") + std::to_string(e.shape[i]);
+      // Appended piece by piece: g++ 12 warns falsely (-Wrestrict) on `const char* + std::string&&`.
+      if (!first) header += ',';
+      header += json::escape(e.name);
+      header += ":{\"dtype\":\"";
+      header += dtype_name(e.dtype);
+      header += "\",\"shape\":[";
+      for (std::size_t i = 0; i < e.shape.size(); ++i) {
+        if (i) header += ',';
+        header += std::to_string(e.shape[i]);
+      }
       header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + e.bytes.size()) + "]}";
       offset += e.bytes.size();
       first = false;

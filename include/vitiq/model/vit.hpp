@@ -416,6 +416,11 @@ class ViT {
   Index batch() const { return batch_; }
   /// @brief Logits [B, K] of the last forward, in backend memory (nullptr before the first).
   const T* logits() const { return a_.logits; }
+  /// @brief The head's input of the last forward: LayerNorm(pooled) [B, D], in backend memory
+  /// (logits = head_features() W_head^T + b_head). A linear probe fits W_head, b_head on these.
+  const T* head_features() const { return a_.head_ln; }
+  /// @brief Host copy of head_features(), [B, D].
+  std::vector<T> head_features_to_host() const { return to_host_vector(head_features(), std::size_t(batch_ * D)); }
   /// @brief Post-softmax attention of block `layer` from the last forward, [B, h, N, N], in
   /// backend memory (before attention dropout).
   /// @param layer block index in [0, L)

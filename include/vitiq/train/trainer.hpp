@@ -63,6 +63,9 @@ class EvalSource {
 };
 
 /// @brief Probabilities [size, K] of every stimulus of `source`: softmax averaged over its views.
+///
+/// Views of consecutive stimuli share a forward batch of up to `max_batch` images (a stimulus with
+/// more views than that is split over several batches).
 template <class Model>
 std::vector<double> predict_probabilities(Model& model, EvalSource<typename Model::T>& source, int max_batch = 64) {
   using T = typename Model::T;
@@ -72,21 +75,31 @@ std::vector<double> predict_probabilities(Model& model, EvalSource<typename Mode
   model.set_training(false);
   std::vector<double> probs(source.size() * K, 0.0);
   std::vector<T> images;
-  for (std::size_t i = 0; i < source.size(); ++i) {
-    const std::size_t v = source.views(i);
-    images.resize(v * per_image);
-    source.fill_views(i, images.data());
-    for (std::size_t b0 = 0; b0 < v; b0 += std::size_t(max_batch)) {
-      const std::size_t nb = std::min<std::size_t>(std::size_t(max_batch), v - b0);
+  std::vector<std::size_t> owner;  // [views in the batch]: the stimulus of each view
+  std::size_t next = 0;
+  while (next < source.size()) {
+    std::size_t end = next, nviews = 0;
+    while (end < source.size() && (nviews == 0 || nviews + source.views(end) <= std::size_t(max_batch)))
+      nviews += source.views(end++);
+    images.resize(nviews * per_image);
+    owner.clear();
+    for (std::size_t i = next; i < end; ++i) {
+      source.fill_views(i, images.data() + owner.size() * per_image);
+      owner.insert(owner.end(), source.views(i), i);
+    }
+    for (std::size_t b0 = 0; b0 < nviews; b0 += std::size_t(max_batch)) {
+      const std::size_t nb = std::min<std::size_t>(std::size_t(max_batch), nviews - b0);
       const auto logits = model.forward(std::span<const T>(images.data() + b0 * per_image, nb * per_image), long(nb));
       for (std::size_t b = 0; b < nb; ++b) {
+        const std::size_t i = owner[b0 + b];
         double mx = -std::numeric_limits<double>::infinity(), sum = 0;
         for (int k = 0; k < K; ++k) mx = std::max(mx, double(logits[b * K + k]));
         double e[K];
         for (int k = 0; k < K; ++k) sum += (e[k] = std::exp(double(logits[b * K + k]) - mx));
-        for (int k = 0; k < K; ++k) probs[i * K + k] += e[k] / sum / double(v);
+        for (int k = 0; k < K; ++k) probs[i * K + k] += e[k] / sum / double(source.views(i));
       }
     }
+    next = end;
   }
   model.set_training(was_training);
   return probs;
@@ -111,6 +124,7 @@ struct TrainOptions {
   double clip_norm = 1.0;        ///< 0 disables clipping
   Regularization regularization{};  ///< dropout and stochastic depth in training mode
   int early_stopping = 0;        ///< stop after this many epochs without a better validation metric (0: off)
+  int validate_every = 1;        ///< validate after every n-th epoch and after the last (best/early stopping count validated epochs)
   std::uint64_t seed = 0;        ///< fixes the epoch order and the dropout masks
   std::filesystem::path out_dir;  ///< checkpoints and metrics.csv; empty: keep nothing on disk
   bool resume = false;            ///< continue from out_dir/last.ckpt.safetensors when it exists
@@ -194,9 +208,14 @@ class Trainer {
     std::size_t start_batch = 0;
     if (!opt_.out_dir.empty()) fs::create_directories(opt_.out_dir);
     const fs::path last = opt_.out_dir / "last.ckpt.safetensors";
+    if (opt_.resume && !opt_.out_dir.empty()) remove_stale_temporaries();
     if (opt_.resume && !opt_.out_dir.empty() && fs::exists(last)) {
       state = load_checkpoint(last, model_, adam_);
-      history_from(state, result, best_metric, epochs_since_best, plateau);
+      try {
+        history_from(state, result, best_metric, epochs_since_best, plateau);
+      } catch (const std::exception& e) {  // std::stod and friends on a damaged training state
+        throw FormatError(last.string() + ": the checkpoint's training state is malformed (" + e.what() + ")");
+      }
       start_batch = std::size_t(state.step - std::int64_t(batches) * state.epoch);
     }
 
@@ -249,14 +268,18 @@ class Trainer {
       rep.seconds = seconds_since(t_epoch);
       rep.images_per_second = seen / std::max(rep.seconds, 1e-9);
       double metric = -rep.train_loss;
-      if (val && val->size()) {
+      const bool has_val = val && val->size();
+      const bool validate_now = !has_val || rep.epoch == opt_.epochs || rep.epoch % std::max(1, opt_.validate_every) == 0;
+      if (has_val && validate_now) {
         const auto probs = predict_probabilities(model_, *val);
         evaluate(probs, *val, rep.val_loss, rep.val_accuracy);
         metric = rep.val_accuracy - 1e-3 * rep.val_loss;  // accuracy first, loss breaks ties
         if (opt_.schedule == ScheduleKind::plateau) plateau.step(rep.val_loss);
       }
-      rep.best = metric > best_metric;
-      if (rep.best) {
+      rep.best = validate_now && metric > best_metric;
+      if (!validate_now) {
+        // not validated this epoch: neither a new best nor an epoch without improvement
+      } else if (rep.best) {
         best_metric = metric;
         epochs_since_best = 0;
         result.best_epoch = rep.epoch;
@@ -326,9 +349,9 @@ class Trainer {
     be.to_device(dev_images.data(), images.data(), std::size_t(nb) * per_image);
     const T* logits = model_.forward_device(dev_images.data(), nb);
     const double loss = criterion_.forward_backward(be, logits, dev_targets.data(), nb, K);
-    if (!std::isfinite(loss))
+    if (!std::isfinite(loss))  // the parameters are finite (checked after every update): the logits overflowed
       throw Error("training diverged at step " + std::to_string(step) + ": the loss is " + num(loss) +
-                  " (the last good checkpoint is kept)");
+                  " (the first non-finite tensor: the logits; the last good checkpoint is kept)");
     be.to_host(host_logits.data(), logits, std::size_t(nb) * K);
     for (long b = 0; b < nb; ++b) {
       int arg = 0;
@@ -347,7 +370,32 @@ class Trainer {
     }
     if (opt_.clip_norm > 0) clip_grad_norm(be, model_.gradients(), Model::num_params, opt_.clip_norm);
     adam_.step(model_.parameters(), model_.gradients(), lr);
+    // An update can overflow finite gradients into infinite parameters (a learning-rate blow-up):
+    // stop before they reach a checkpoint.
+    if (!be.all_finite(model_.parameters(), Model::num_params)) {
+      const auto params = model_.parameters_to_host();
+      for (const ParamInfo& p : param_table<C>())
+        for (std::size_t i = 0; i < p.size; ++i)
+          if (!std::isfinite(double(params[p.offset + i])))
+            throw Error("training diverged at step " + std::to_string(step) + ": the update made parameter '" +
+                        p.name + "' not finite (learning rate " + num(lr) +
+                        "; the last good checkpoint is kept)");
+    }
     return loss;
+  }
+
+  /// A run killed while writing leaves atomic_write's temporary files (<file>.tmp.<pid>.<n>)
+  /// beside its outputs; a resumed run removes those of the files it writes.
+  void remove_stale_temporaries() const {
+    namespace fs = std::filesystem;
+    std::vector<fs::path> stale;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(opt_.out_dir, ec)) {
+      const std::string name = e.path().filename().string();
+      for (const char* f : {"last.ckpt.safetensors", "metrics.csv", "best.safetensors", "last.safetensors"})
+        if (name.rfind(std::string(f) + ".tmp.", 0) == 0) stale.push_back(e.path());
+    }
+    for (const auto& p : stale) fs::remove(p, ec);
   }
 
   void evaluate(const std::vector<double>& probs, EvalSource<T>& val, double& loss, double& accuracy) const {

@@ -386,6 +386,17 @@ int main(int argc, char** argv) {
 #endif
   int rc = 0;
   try {
+    {  // the report folder must take files: find out now, not after the evaluation
+      std::error_code ec;
+      fs::create_directories(args.out, ec);
+      if (ec) throw vitiq::IoError("cannot create the output folder '" + args.out.string() + "' (" + ec.message() + ")");
+      try {
+        vitiq::io::atomic_write(args.out / ".vitiq-write-test", std::string_view());
+      } catch (const vitiq::IoError& e) {
+        throw vitiq::IoError("the output folder '" + args.out.string() + "' is not writable (" + e.what() + ")");
+      }
+      fs::remove(args.out / ".vitiq-write-test", ec);
+    }
     vitiq::dispatch_preset(args.preset, [&]<vitiq::Config C>() { rc = run<C>(args); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vitiq-eval: %s\n", e.what());

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,7 +58,7 @@ other:
 )";
 
 [[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(stderr, "vitiq-make-dataset: %s\n(see vitiq-make-dataset --help)\n", msg.c_str());
+  std::fprintf(stderr, "vitiq-make-dataset: %s (see --help)\n", msg.c_str());
   std::exit(2);
 }
 
@@ -130,6 +131,17 @@ int main(int argc, char** argv) {
   if (opt.out.empty()) usage_error("--out DIR is required");
   if (!quiet) opt.log = [](const std::string& s) { std::printf("vitiq-make-dataset: %s\n", s.c_str()); std::fflush(stdout); };
   try {
+    {  // the output folder must take files: find out now, not after decoding the photos
+      std::error_code ec;
+      std::filesystem::create_directories(opt.out, ec);
+      if (ec) throw vitiq::IoError("cannot create the output folder '" + opt.out.string() + "' (" + ec.message() + ")");
+      try {
+        vitiq::io::atomic_write(opt.out / ".vitiq-write-test", std::string_view());
+      } catch (const vitiq::IoError& e) {
+        throw vitiq::IoError("the output folder '" + opt.out.string() + "' is not writable (" + e.what() + ")");
+      }
+      std::filesystem::remove(opt.out / ".vitiq-write-test", ec);
+    }
     const auto summary = vitiq::data::build_study(opt);
     if (!quiet) std::fputs(vitiq::data::study_report(summary).c_str(), stdout);
     std::printf("vitiq-make-dataset: %zu stimuli, %zu ratings written to %s in %.1f s\n", summary.stimuli.size(),

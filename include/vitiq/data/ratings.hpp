@@ -78,6 +78,13 @@ inline StimulusName parse_stimulus_name(std::string_view name) {
   std::string stem = std::filesystem::path(std::string(name)).filename().string();
   const auto dot = stem.rfind('.');
   if (dot != std::string::npos && dot > 0) stem.resize(dot);
+  // std::regex matches recursively, one stack frame per character: a name of some 10,000
+  // characters (a hostile CSV field) would overflow the stack. No file name is longer than 255
+  // bytes (NAME_MAX), so longer text is not a stimulus name of the original form.
+  if (stem.size() > 1024) {
+    out.source = std::move(stem);
+    return out;
+  }
   static const std::regex pattern(R"(^(.*)_I([1-9])_Q([0-9]{1,3})(?:_R([0-9]{1,3}))?$)");
   std::smatch m;
   if (!std::regex_match(stem, m, pattern)) {
@@ -254,14 +261,18 @@ inline std::vector<Rating> read_original_csv(const std::filesystem::path& path, 
 
 /// @brief Observer id and session number encoded in an original-format file name:
 /// `obs<id>_session<n>.csv`, also `observer`, `subject`, `sess`, `s` and `-` spelled variants,
-/// any case (`Observer3-Session2.csv`, `subject_A_s4.csv`). nullopt when the name has neither.
+/// any case (`Observer3-Session2.csv`, `subject_A_s4.csv`). nullopt when the name has neither,
+/// when the session number does not fit an int, or when the name is longer than 1024 characters.
 inline std::optional<std::pair<std::string, int>> parse_observer_session(std::string_view file_name) {
+  if (file_name.size() > 1024) return std::nullopt;  // no file name is; std::regex recurses per character
   static const std::regex pattern(R"((?:^|[^A-Za-z])(?:observer|subject|obs)[_-]?([A-Za-z0-9]+?)[_-]?(?:session|sess|s)[_-]?([0-9]+)(?:[^0-9]|$))",
                                   std::regex::icase);
   const std::string name = std::filesystem::path(std::string(file_name)).filename().string();
   std::smatch m;
   if (!std::regex_search(name, m, pattern)) return std::nullopt;
-  return std::make_pair(m[1].str(), std::stoi(m[2].str()));
+  const auto session = parse_int(m[2].str());  // digits only: std::stoi would throw on overflow
+  if (!session || *session > std::numeric_limits<int>::max()) return std::nullopt;
+  return std::make_pair(m[1].str(), static_cast<int>(*session));
 }
 
 /// @brief Read every original-format CSV of a folder whose name parse_observer_session()

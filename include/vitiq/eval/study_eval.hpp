@@ -495,6 +495,9 @@ inline TrainingCurve read_training_curve(const std::filesystem::path& dir) {
       get("val_loss", r.val_loss);
       get("val_accuracy", r.val_accuracy);
       get("best", best);
+      if (!(std::abs(epoch) <= 1e9))  // NaN, inf, 1e300: converting those to int is undefined
+        throw FormatError(files[f].second.string() + ":" + std::to_string(t.line[i]) + ": epoch '" +
+                          t.rows[i][std::size_t(t.column("epoch"))] + "' is not an epoch number");
       r.epoch = int(epoch);
       r.best = best == 1;
       r.x = offset + epoch;

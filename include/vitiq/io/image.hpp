@@ -144,6 +144,73 @@ inline LinearTaps linear_taps(std::size_t in, std::size_t out) {
   return t;
 }
 
+/// Why stb_image must not see these bytes as a JPEG; empty when they are not a JPEG or are safe.
+///
+/// Debian 12's stb_image (2022) builds a Huffman table from the 16 code counts of a DHT segment
+/// without checking that they add up to at most 256, then writes that many entries into tables of
+/// 256 and 257 bytes: a hostile JPEG corrupts the heap (found by tests/fuzz/fuzz_image). This walks
+/// the segments the way stb_image reads them (the same test for a JPEG, bytes before a marker
+/// skipped, FF fill bytes, every marker but SOI, EOI, TEM and RSTn followed by its length,
+/// entropy-coded data scanned for the next marker, bytes past the end read as 0) and checks every
+/// DHT segment stb_image could parse; a marker inside a length-delimited segment is never one.
+inline std::string jpeg_defect(std::span<const std::byte> bytes) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const std::size_t n = bytes.size();
+  const auto at = [&](std::size_t k) -> unsigned { return k < n ? p[k] : 0u; };  // stbi__get8 at EOF: 0
+  std::size_t i = 0;
+  if (at(i++) != 0xFF) return {};  // stbi__jpeg_test: FF (FF...) D8
+  while (i < n && at(i) == 0xFF) ++i;
+  if (at(i++) != 0xD8) return {};
+  while (i < n) {
+    if (p[i] != 0xFF) { ++i; continue; }  // entropy-coded data, or bytes stb_image skips
+    while (i < n && p[i] == 0xFF) ++i;    // fill bytes
+    if (i >= n) break;
+    const unsigned m = p[i++];
+    if (m == 0x00 || (m >= 0xD0 && m <= 0xD7) || m == 0xD8 || m == 0x01) continue;  // no length
+    if (m == 0xD9) break;                                                          // EOI
+    const std::size_t len = (at(i) << 8) | at(i + 1);                              // includes itself
+    if (m == 0xC4) {  // DHT: tables of (class/id, 16 counts, values) until the length is used up
+      std::size_t k = i + 2;
+      for (long left = long(len) - 2; left > 0;) {
+        unsigned codes = 0;
+        for (std::size_t c = 0; c < 16; ++c) codes += at(k + 1 + c);
+        if (codes > 256)
+          return "a Huffman table of " + std::to_string(codes) + " codes at byte " + std::to_string(i - 2) +
+                 ", at most 256 are possible";
+        k += 17 + codes;
+        left -= long(17 + codes);
+      }
+    }
+    i += std::max<std::size_t>(len, 2);
+  }
+  return {};
+}
+
+/// Why stb_image must not see these bytes as a PNG; empty when they are not a PNG or are safe.
+///
+/// stb_image grows its buffer for the compressed data to the length an IDAT chunk claims before it
+/// reads the chunk: 300 bytes claiming a 1 GB chunk allocate 1 GB (found by tests/fuzz/fuzz_image).
+/// Every chunk up to IEND must fit in the bytes that follow its header.
+inline std::string png_defect(std::span<const std::byte> bytes) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const std::size_t n = bytes.size();
+  static constexpr unsigned char signature[8] = {137, 80, 78, 71, 13, 10, 26, 10};
+  if (n < 8 || std::memcmp(p, signature, 8) != 0) return {};
+  const auto be32 = [&](std::size_t k) {
+    return (std::uint32_t{p[k]} << 24) | (std::uint32_t{p[k + 1]} << 16) | (std::uint32_t{p[k + 2]} << 8) | p[k + 3];
+  };
+  for (std::size_t i = 8; i + 8 <= n;) {
+    const std::uint32_t len = be32(i);
+    const std::string type(reinterpret_cast<const char*>(p + i + 4), 4);
+    if (len > n - i - 8)
+      return "chunk '" + type + "' at byte " + std::to_string(i) + " claims " + std::to_string(len) +
+             " bytes, only " + std::to_string(n - i - 8) + " follow";
+    if (type == "IEND") break;
+    i += 12 + std::size_t(len);  // length, type, data, CRC
+  }
+  return {};
+}
+
 }  // namespace detail
 
 /// @brief Decode an image held in memory (PNG, JPEG, BMP, GIF, TGA, PSD, HDR, PIC, PNM: whatever
@@ -155,7 +222,9 @@ inline LinearTaps linear_taps(std::size_t in, std::size_t out) {
 /// @return [H, W, 3] RGB
 /// @throws FormatError "<source_name>: cannot decode image (<stb's reason>)" when the data is not
 ///         an image stb can read, is empty, or is larger than max_image_pixels (checked from the
-///         header, before any pixel buffer is allocated).
+///         header, before any pixel buffer is allocated); "<source_name>: cannot decode image
+///         (corrupt JPEG: ...)" for a JPEG whose Huffman tables stb_image would overflow on,
+///         "... (truncated PNG: ...)" for a PNG chunk longer than the bytes that follow it.
 inline ImageU8 decode_image(std::span<const std::byte> bytes, std::string_view source_name) {
   const std::string name(source_name);
   if (bytes.empty()) throw FormatError(name + ": cannot decode image (empty file)");
@@ -164,6 +233,10 @@ inline ImageU8 decode_image(std::span<const std::byte> bytes, std::string_view s
                       " bytes is larger than the 2 GiB the decoder accepts)");
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
+  if (const std::string why = detail::jpeg_defect(bytes); !why.empty())  // before stb parses anything
+    throw FormatError(name + ": cannot decode image (corrupt JPEG: " + why + ")");
+  if (const std::string why = detail::png_defect(bytes); !why.empty())
+    throw FormatError(name + ": cannot decode image (truncated PNG: " + why + ")");
 
   // Read the header only, and refuse huge images before the decoder allocates for them.
   int w = 0, h = 0, comp = 0;

@@ -251,9 +251,26 @@ void save_checkpoint(const std::filesystem::path& path, const Model& model, cons
 /// @throws ConfigMismatch when the configuration differs from the model's, or a tensor is
 /// missing or has another shape
 template <class Model, class Optimizer>
+TrainState load_checkpoint(const io::SafetensorsFile& file, Model& model, Optimizer& opt);
+
+template <class Model, class Optimizer>
 TrainState load_checkpoint(const std::filesystem::path& path, Model& model, Optimizer& opt) {
+  return load_checkpoint(io::SafetensorsFile::load(path), model, opt);
+}
+
+/// @brief load_checkpoint from an already parsed file (e.g. bytes given to
+/// io::SafetensorsFile::parse); the same checks, the same guarantee that nothing changes unless
+/// the whole file was read and checked.
+/// @tparam Model     a ViT instantiation
+/// @tparam Optimizer Adam over the model's backend
+/// @param file  the parsed checkpoint
+/// @param model receives the parameters, forward count and dropout seed
+/// @param opt   receives the moments and the step count
+/// @return the training state
+/// @throws FormatError, ConfigMismatch as the overload taking a path
+template <class Model, class Optimizer>
+TrainState load_checkpoint(const io::SafetensorsFile& file, Model& model, Optimizer& opt) {
   using T = typename Model::T;
-  const io::SafetensorsFile file = io::SafetensorsFile::load(path);
   const auto& md = file.metadata();
   auto get = [&](const std::string& key) -> const std::string& {
     auto it = md.find(key);

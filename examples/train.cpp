@@ -102,6 +102,8 @@ optimisation (AIO0 / per-observer fine-tuning):
   --no-probe              iterative: start fine-tuning from the start model's head instead of
                           first fitting the head on the observer's votes (linear probe)
   --probe-iterations N    full-batch steps of the linear probe (default 300)
+  --probe-views N         tiles per stimulus whose features the probe fits (default 4, spread
+                          over the stimulus; 0 = all)
   --seed N                (default 1)
   --threads N             OpenMP threads (default: all cores)
   --resume                continue each model from its last checkpoint
@@ -114,7 +116,7 @@ struct Args {
               labels = "gaussian";
   std::vector<std::string> observers;
   int shard_i = 0, shard_n = 1, crop_grid = 8, crops = 4, epochs = 40, finetune_epochs = 4, observer_epochs = 40,
-      batch = 64, early_stop = 0, threads = 0, jobs = 0, val_every = 1, probe_iterations = 300;
+      batch = 64, early_stop = 0, threads = 0, jobs = 0, val_every = 1, probe_iterations = 300, probe_views = 4;
   double lr = 1e-3, finetune_lr = 2e-4, weight_decay = 0.05, warmup = 1.0, sigma = 0.49, clip = 1.0, dropout = 0,
          emb_dropout = 0, attn_dropout = 0, stochastic_depth = 0, smoothing = 0.1;
   bool flip = true, resume = false, probe = true;
@@ -178,6 +180,7 @@ Args parse_args(int argc, char** argv) {
     else if (o == "--jobs") a.jobs = to_int(need(i), "--jobs");
     else if (o == "--val-every") a.val_every = to_int(need(i), "--val-every");
     else if (o == "--probe-iterations") a.probe_iterations = to_int(need(i), "--probe-iterations");
+    else if (o == "--probe-views") a.probe_views = to_int(need(i), "--probe-views");
     else if (o == "--no-probe") a.probe = false;
     else if (o == "--stochastic-depth") a.stochastic_depth = to_double(need(i), "--stochastic-depth");
     else if (o == "--smoothing") a.smoothing = to_double(need(i), "--smoothing");
@@ -201,7 +204,8 @@ Args parse_args(int argc, char** argv) {
   if (a.mode == "iterative" && a.init.empty()) usage_error("--mode iterative needs --init");
   if (a.label != "band" && a.label != "qband" && a.label != "mos") usage_error("--label must be band, qband or mos");
   if (a.jobs < 0 || a.threads < 0) usage_error("--jobs and --threads must be >= 0");
-  if (a.val_every < 1 || a.probe_iterations < 0) usage_error("--val-every must be >= 1 and --probe-iterations >= 0");
+  if (a.val_every < 1 || a.probe_iterations < 0 || a.probe_views < 0)
+    usage_error("--val-every must be >= 1, --probe-iterations and --probe-views >= 0");
   if (!(a.stochastic_depth >= 0 && a.stochastic_depth < 1) || !(a.smoothing >= 0 && a.smoothing < 1))
     usage_error("--stochastic-depth and --smoothing must be in [0, 1)");
   if (a.labels != "gaussian" && a.labels != "hard" && a.labels != "smooth") usage_error("--labels must be gaussian, hard or smooth");
@@ -270,6 +274,37 @@ struct Overall {
     const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return hms(done > 0 ? el / done * std::max(0.0, planned - done) : 0.0);
   }
+};
+
+/// `count` of the views of another EvalSource per stimulus, evenly spread over its view list (all
+/// when it has no more): the linear probe's features need not cover all 16 tiles of a stimulus.
+template <class T>
+class SpreadViews : public vitiq::EvalSource<T> {
+ public:
+  SpreadViews(vitiq::EvalSource<T>& inner, std::size_t count, std::size_t per_view)
+      : inner_(inner), count_(count), per_view_(per_view) {}
+  std::size_t size() const override { return inner_.size(); }
+  std::size_t views(std::size_t i) const override {
+    return count_ == 0 ? inner_.views(i) : std::min(count_, inner_.views(i));
+  }
+  void fill_views(std::size_t i, T* images) override {
+    const std::size_t all = inner_.views(i), n = views(i);
+    buffer_.resize(all * per_view_);
+    inner_.fill_views(i, buffer_.data());
+    // View j of n is inner view j * all / n + (j mod all / n): 4 of 16 tiles are 0, 5, 10, 15, the
+    // diagonal of the 4 x 4 grid (one tile in every row and every column).
+    const std::size_t step = std::max<std::size_t>(1, all / n);
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::size_t src = std::min(all - 1, j * all / n + j % step);
+      std::copy_n(buffer_.data() + src * per_view_, per_view_, images + j * per_view_);
+    }
+  }
+  double vote(std::size_t i) const override { return inner_.vote(i); }
+
+ private:
+  vitiq::EvalSource<T>& inner_;
+  std::size_t count_, per_view_;
+  std::vector<T> buffer_;
 };
 
 /// The observer's continuous AIO0 label for --label qband: the band, moved inside [band - 0.5,
@@ -578,7 +613,8 @@ struct Runner {
       const auto t0 = std::chrono::steady_clock::now();
       Model base({}, a.seed);
       vitiq::load_weights(base, init);
-      vitiq::TileEvalSource<float> src(probe->stimuli, C.image_size);
+      vitiq::TileEvalSource<float> tiles(probe->stimuli, C.image_size);
+      SpreadViews<float> src(tiles, std::size_t(a.probe_views), std::size_t(C.channels) * C.image_size * C.image_size);
       probe->features = vitiq::extract_features(base, src);
       std::printf("linear probe: features of %s on %zu stimuli (%zu views) in %.1f s\n", init.c_str(),
                   probe->stimuli.size(), probe->features.views(),

@@ -5,8 +5,10 @@
 #      stimuli over five quality bands, five simulated observers calibrated to the real ones,
 #      ground truth with each observer's Bayes ceiling and Q look-up baseline)
 #   2. vitiq-train --mode pipeline: AIO0 on all training stimuli (band labels), then one AIO per
-#      observer, fine-tuned from AIO0 session by session (preset `aio`, 64-pixel native crops on
-#      the JPEG grid, predictions averaged over the 16 tiles of a stimulus)
+#      observer: its head fitted on AIO0's features (linear probe), then fine-tuned from AIO0
+#      session by session, the best stage on the observer's validation votes kept; observers train
+#      in parallel, one per core (preset `aio`, 64-pixel native crops on the JPEG grid, predictions
+#      averaged over the 16 tiles of a stimulus)
 #   3. vitiq-eval: per-AIO metrics on the test split beside the baselines (Q look-up, majority,
 #      self-agreement, Bayes ceiling), cross-comparison, panel, CSV/JSON and PNG figures
 # Environment: VITIQ_BUILD_DIR (build), VITIQ_WORK_DIR (main_job), VITIQ_SEED (1),
@@ -28,7 +30,7 @@ stamp "built"
 stamp "data set in $work/study"
 # shellcheck disable=SC2086
 "$bin/vitiq-train" --data "$work/study" --out "$work/runs" --mode pipeline --preset aio --seed "$seed" \
-  --epochs 20 --crops 2 --finetune-epochs 3 ${VITIQ_TRAIN_ARGS:-}
+  --epochs 30 --crops 2 --finetune-epochs 3 --val-every 2 ${VITIQ_TRAIN_ARGS:-}
 stamp "models in $work/runs"
 "$bin/vitiq-eval" --data "$work/study" --runs "$work/runs" --out "$work/report" --preset aio
 stamp "done; the report is in $work/report (summary.json, per_aio.csv, figures *.png)"

@@ -34,7 +34,9 @@ images=()
 for want in 00555astronaut_I5_Q98 00585hubble_I5_Q100 00021chelsea_I5_Q87 00146motorcycle_I5_Q96; do
   f=$work/study/images/$want.jpeg
   content=$(echo "$want" | sed 's/^[0-9]*//; s/_I5_.*//')
-  [ -f "$f" ] || f=$(ls "$work"/study/images/*"$content"_I5_*.jpeg | head -n 1)
+  [ -f "$f" ] || f=$(ls "$work"/study/images/*"$content"_I5_*.jpeg 2>/dev/null | head -n 1 || true)
+  # A study without that content: the next band-I5 stimulus not chosen yet.
+  [ -n "$f" ] || f=$(ls "$work"/study/images/*_I5_*.jpeg | grep -v -F -x -f <(printf '%s\n' "${images[@]:-}") | head -n 1)
   images+=("$f")
 done
 weights=(--weights "$work/runs/aio0/best.safetensors")

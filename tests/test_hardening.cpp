@@ -534,4 +534,8 @@ TEST_CASE("hardening: a PNG chunk claiming more bytes than follow is refused bef
   png.resize(png.size() - 20);
   CHECK_THROWS_WITH(vitiq::io::decode_image(std::as_bytes(std::span(png.data(), png.size())), "cut.png"),
                     Contains("cut.png") && Contains("truncated PNG"));
+  // Cut inside a chunk header, stb_image's own message was "IDA" (a chunk type cut by a NUL).
+  png.resize(40);
+  CHECK_THROWS_WITH(vitiq::io::decode_image(std::as_bytes(std::span(png.data(), png.size())), "cut.png"),
+                    Contains("cut.png") && Contains("chunk header at byte 33 is cut short"));
 }

@@ -68,7 +68,9 @@ make_study() {  # DIR
   done
 }
 make_study "$tmp/study"
-cp -r "$tmp/study" "$tmp/bad_image"; printf 'not an image at all' >"$tmp/bad_image/images/00004e_I5_Q80.png"
+cp -r "$tmp/study" "$tmp/bad_image"  # one training and one test stimulus are not images
+printf 'not an image at all' >"$tmp/bad_image/images/00001b_I2_Q15.png"
+printf 'not an image at all' >"$tmp/bad_image/images/00004e_I5_Q80.png"
 cp "$tmp/study/images/00000a_I1_Q5.png" "$tmp/truncated.png"; truncate -s 40 "$tmp/truncated.png"
 cp -r "$tmp/study" "$tmp/bad_vote"; sed -i '3s/,[0-9]$/,7/' "$tmp/bad_vote/ratings.csv"
 cp -r "$tmp/study" "$tmp/empty"; printf 'image,observer,session,vote\n' >"$tmp/empty/ratings.csv"
@@ -85,7 +87,7 @@ case $prog in
   train)
     common=(--preset tiny --epochs 1 --batch 4 --crops 1 --threads 1)
     expect missing_study 'nonexistent' -- "$bin" --data "$tmp/nonexistent" --out "$tmp/o1" "${common[@]}"
-    expect unreadable_image '00004e_I5_Q80.png' -- "$bin" --data "$tmp/bad_image" --out "$tmp/o2" --mode all "${common[@]}"
+    expect unreadable_image '00001b_I2_Q15.png' -- "$bin" --data "$tmp/bad_image" --out "$tmp/o2" --mode all "${common[@]}"
     expect wrong_preset 'configuration field|preset' -- \
       "$bin" --data "$tmp/study" --out "$tmp/o3" --mode iterative --init "$w" --preset aio --epochs 1 --threads 1
     expect missing_init 'nonexistent.safetensors' -- \
@@ -113,7 +115,7 @@ case $prog in
     expect not_an_image 'afile' -- "$bin" --preset tiny --weights "$w" "$tmp/afile"
     expect wrong_preset 'configuration field' -- "$bin" --preset aio --weights "$w" "$img"
     expect weights_not_safetensors 'predict_tiny.png' -- "$bin" --preset tiny --weights "$img" "$img"
-    expect no_images 'image' -- "$bin" --preset tiny --weights "$w"
+    expect no_images 'no IMAGE' -- "$bin" --preset tiny --weights "$w"
     if [ -w /dev/full ]; then
       expect unwritable_output 'standard output' -- sh -c '"$0" "$@" >/dev/full' "$bin" --preset tiny --weights "$w" "$img"
     fi

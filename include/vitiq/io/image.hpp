@@ -199,15 +199,17 @@ inline std::string png_defect(std::span<const std::byte> bytes) {
   const auto be32 = [&](std::size_t k) {
     return (std::uint32_t{p[k]} << 24) | (std::uint32_t{p[k + 1]} << 16) | (std::uint32_t{p[k + 2]} << 8) | p[k + 3];
   };
-  for (std::size_t i = 8; i + 8 <= n;) {
+  std::size_t i = 8;
+  for (; i + 8 <= n;) {
     const std::uint32_t len = be32(i);
     const std::string type(reinterpret_cast<const char*>(p + i + 4), 4);
     if (len > n - i - 8)
       return "chunk '" + type + "' at byte " + std::to_string(i) + " claims " + std::to_string(len) +
              " bytes, only " + std::to_string(n - i - 8) + " follow";
-    if (type == "IEND") break;
+    if (type == "IEND") return {};
     i += 12 + std::size_t(len);  // length, type, data, CRC
   }
+  if (i < n) return "the chunk header at byte " + std::to_string(i) + " is cut short";
   return {};
 }
 

@@ -555,23 +555,41 @@ struct CpuBackend {
   /// @param cols number of features per row
   void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean,
                           const T* rstd, const T* w, Index rows, Index cols) const {
-    parallel_for(rows, cols, [&](Index r0, Index r1) {
+    // One pass: blocks of a fixed number of rows each write dx and their partial column sums of
+    // dw and db (in double); the partial sums are added in block order, so the result does not
+    // depend on the thread count.
+    constexpr Index rows_per_block = 64;
+    const Index blocks = (rows + rows_per_block - 1) / rows_per_block;
+    std::vector<double> part(std::size_t(blocks * 2 * cols), 0.0);  // [blocks, {dw, db}, cols]
+    parallel_for(blocks, rows_per_block * cols, [&](Index k0, Index k1) {
       const auto wv = vec(w, cols);
-      for (Index r = r0; r < r1; ++r) {
-        const auto xr = vec(x + r * cols, cols), dyr = vec(dy + r * cols, cols);
-        const T m = mean[r], s = rstd[r];
-        const auto g = dyr * wv;
-        const auto xhat = (xr - m) * s;
-        const double sum_g = g.template cast<double>().sum();
-        const double sum_gx = (g * xhat).template cast<double>().sum();
-        const T mg = T(sum_g / double(cols)), mgx = T(sum_gx / double(cols));
-        vec(dx + r * cols, cols) = s * (g - mg - xhat * mgx);
+      for (Index k = k0; k < k1; ++k) {
+        Eigen::Map<Eigen::ArrayXd> pw(part.data() + k * 2 * cols, cols), pb(part.data() + (k * 2 + 1) * cols, cols);
+        for (Index r = k * rows_per_block; r < std::min(rows, (k + 1) * rows_per_block); ++r) {
+          const auto xr = vec(x + r * cols, cols), dyr = vec(dy + r * cols, cols);
+          const T m = mean[r], s = rstd[r];
+          const auto g = dyr * wv;
+          const auto xhat = (xr - m) * s;
+          const double sum_g = g.template cast<double>().sum();
+          const double sum_gx = (g * xhat).template cast<double>().sum();
+          const T mg = T(sum_g / double(cols)), mgx = T(sum_gx / double(cols));
+          vec(dx + r * cols, cols) = s * (g - mg - xhat * mgx);
+          pw += (dyr * xhat).template cast<double>();
+          pb += dyr.template cast<double>();
+        }
       }
     });
-    column_sums_accumulate(dw, cols, [&](Index r, Index c) {
-      return dy[r * cols + c] * (x[r * cols + c] - mean[r]) * rstd[r];
-    }, rows);
-    column_sums_accumulate(db, cols, [&](Index r, Index c) { return dy[r * cols + c]; }, rows);
+    parallel_for(cols, 2 * blocks, [&](Index c0, Index c1) {
+      for (Index c = c0; c < c1; ++c) {
+        double sw = 0, sb = 0;
+        for (Index k = 0; k < blocks; ++k) {
+          sw += part[std::size_t((k * 2) * cols + c)];
+          sb += part[std::size_t((k * 2 + 1) * cols + c)];
+        }
+        dw[c] += T(sw);
+        db[c] += T(sb);
+      }
+    });
   }
 
   // ---------------------------------------------------------------- SPT

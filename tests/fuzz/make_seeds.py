@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """tests/fuzz/make_seeds.py -- writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/),
-except corpus/checkpoint/, which tests/test_hardening.cpp's "[hardening] checkpoint seed" test writes
-(it needs the library). Deterministic; run with Debian's /usr/bin/python3 (PIL, numpy)."""
+except corpus/checkpoint/, which the hidden test case of tests/test_hardening.cpp writes (it needs the
+library): vitiq_tests "[.write_checkpoint_seed]". Deterministic; run with Debian's /usr/bin/python3
+(PIL, numpy)."""
 import io, json, os, struct
 import numpy as np
 from PIL import Image

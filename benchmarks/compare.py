@@ -98,6 +98,8 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds of timed runs per measurement")
     ap.add_argument("--search-time", type=float, default=1.0, help="seconds per PyTorch candidate")
+    ap.add_argument("--search-presets", help="presets whose training runs choose PyTorch's setting "
+                    "(default: each preset its own; one preset, e.g. aio, chooses for all and saves minutes)")
     ap.add_argument("--markdown", help="also write the results as a Markdown section to this file")
     args = ap.parse_args()
     presets = args.presets.split(",")
@@ -129,8 +131,9 @@ def main():
 
     # 3. PyTorch's best setting per thread count and preset (short training runs)
     best = {}
+    search = args.search_presets.split(",") if args.search_presets else presets
     for t in thread_counts:
-        for p in presets:
+        for p in search:
             trials = []
             for s in torch_candidates(t):
                 r = torch_run(s, "time", "--preset", p, "--work", "train", "--batch", str(args.batch),
@@ -139,6 +142,8 @@ def main():
                 log(f"  PyTorch {p} train, {s[0]}: {r['images_per_s']:.1f} images/s")
             best[(t, p)] = max(trials, key=lambda x: x[0])[1]
             log(f"PyTorch best {t}-thread setting for {p}: {best[(t, p)][0]}")
+        for p in presets:
+            best.setdefault((t, p), best[(t, search[0])])
 
     # 4. the table
     works = [("train", args.batch), ("infer", args.batch), ("infer", 1)]

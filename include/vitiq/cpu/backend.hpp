@@ -19,6 +19,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -80,9 +81,11 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
   ~WorkerPool() {
-    stop_.store(true);
-    generation_.fetch_add(1);
-    generation_.notify_all();
+    {
+      std::lock_guard<std::mutex> lock(sleep_mutex_);  // a helper checks stop_ under this mutex before it sleeps
+      stop_.store(true);
+    }
+    wake_helpers();
     for (auto& t : helpers_) t.join();
   }
 
@@ -107,8 +110,7 @@ class WorkerPool {
     done_.store(0, std::memory_order_relaxed);
     wanted_.store(threads - 1, std::memory_order_relaxed);
     open_.store(true);
-    generation_.fetch_add(1);
-    generation_.notify_all();
+    wake_helpers();
     inside() = true;
     work();
     inside() = false;
@@ -169,10 +171,14 @@ class WorkerPool {
     const auto spin = std::chrono::microseconds(spin_microseconds());
     for (;;) {
       const auto t0 = std::chrono::steady_clock::now();
-      for (int i = 0; generation_.load(std::memory_order_relaxed) == seen; ++i) {
+      // The stop flag is part of both waits: a helper started just before the pool is destroyed
+      // may read `seen` after the destructor's last generation step and would otherwise sleep forever.
+      for (int i = 0; generation_.load(std::memory_order_relaxed) == seen && !stop_.load(); ++i) {
         pause();
         if ((i & 63) == 63 && std::chrono::steady_clock::now() - t0 > spin) {
-          generation_.wait(seen);  // sleeps while the generation is still `seen`
+          // Sleep until the generation moves on or the pool stops.
+          std::unique_lock<std::mutex> lock(sleep_mutex_);
+          sleep_cv_.wait(lock, [&] { return generation_.load() != seen || stop_.load(); });
           break;
         }
       }
@@ -185,7 +191,19 @@ class WorkerPool {
     }
   }
 
+  /// Start a new generation (a job or the stop) and wake every sleeping helper. The increment
+  /// happens under sleep_mutex_, so a helper between its predicate check and its sleep cannot miss it.
+  void wake_helpers() {
+    {
+      std::lock_guard<std::mutex> lock(sleep_mutex_);
+      generation_.fetch_add(1);
+    }
+    sleep_cv_.notify_all();
+  }
+
   std::mutex call_mutex_;
+  std::mutex sleep_mutex_;
+  std::condition_variable sleep_cv_;
   std::vector<std::thread> helpers_;
   std::atomic<std::uint32_t> generation_{0};
   std::atomic<bool> open_{false}, stop_{false};

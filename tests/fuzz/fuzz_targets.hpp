@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <span>
@@ -47,13 +48,19 @@ namespace fs = std::filesystem;
   std::abort();
 }
 
-/// A scratch folder private to this process (on /dev/shm when it exists: no disk traffic).
+/// A scratch folder private to this process (on /dev/shm when it exists: no disk traffic),
+/// removed at exit.
 inline const fs::path& scratch_dir() {
   static const fs::path dir = [] {
     std::error_code ec;
     const fs::path base = fs::is_directory("/dev/shm", ec) ? fs::path("/dev/shm") : fs::temp_directory_path();
     fs::path d = base / ("vitiq_fuzz_" + std::to_string(::getpid()));
     fs::create_directories(d);
+    static const std::string* const keep = new std::string(d.string());  // still alive at exit
+    std::atexit([] {
+      std::error_code e;
+      fs::remove_all(*keep, e);
+    });
     return d;
   }();
   return dir;

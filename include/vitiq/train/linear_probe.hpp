@@ -51,37 +51,16 @@ template <class Model>
 ProbeFeatures extract_features(Model& model, EvalSource<typename Model::T>& source, int max_batch = 64) {
   using T = typename Model::T;
   constexpr auto C = Model::config;
-  constexpr std::size_t per_image = std::size_t(C.channels) * C.image_size * C.image_size;
   ProbeFeatures f;
   f.dim = C.dim;
   f.first_view.assign(source.size() + 1, 0);
   for (std::size_t i = 0; i < source.size(); ++i) f.first_view[i + 1] = f.first_view[i] + source.views(i);
   f.x.resize(f.views() * std::size_t(C.dim));
-  const bool was_training = model.training();
-  model.set_training(false);
-  std::vector<T> images;
-  std::size_t next = 0;  // first stimulus not yet in a batch
-  while (next < source.size()) {
-    // Gather whole stimuli until the batch is full (a stimulus with more views gets its own batch).
-    std::size_t end = next, nviews = 0;
-    while (end < source.size() && (nviews == 0 || nviews + source.views(end) <= std::size_t(max_batch)))
-      nviews += source.views(end++);
-    images.resize(nviews * per_image);
-    std::size_t at = 0;
-    for (std::size_t i = next; i < end; ++i) {
-      source.fill_views(i, images.data() + at * per_image);
-      at += source.views(i);
-    }
-    for (std::size_t b0 = 0; b0 < nviews; b0 += std::size_t(max_batch)) {
-      const std::size_t nb = std::min<std::size_t>(std::size_t(max_batch), nviews - b0);
-      model.forward(std::span<const T>(images.data() + b0 * per_image, nb * per_image), long(nb));
-      const std::vector<T> feat = model.head_features_to_host();  // [nb, D]
-      double* dst = f.x.data() + (f.first_view[next] + b0) * std::size_t(C.dim);
-      for (std::size_t k = 0; k < feat.size(); ++k) dst[k] = double(feat[k]);
-    }
-    next = end;
-  }
-  model.set_training(was_training);
+  detail::forward_views(model, source, max_batch, [&](std::size_t first_view, std::size_t, const std::size_t*, const auto&) {
+    const std::vector<T> feat = model.head_features_to_host();  // [nb, D]
+    double* dst = f.x.data() + first_view * std::size_t(C.dim);
+    for (std::size_t k = 0; k < feat.size(); ++k) dst[k] = double(feat[k]);
+  });
   return f;
 }
 

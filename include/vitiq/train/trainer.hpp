@@ -62,21 +62,22 @@ class EvalSource {
   virtual double vote(std::size_t i) const = 0;
 };
 
-/// @brief Probabilities [size, K] of every stimulus of `source`: softmax averaged over its views.
-///
-/// Views of consecutive stimuli share a forward batch of up to `max_batch` images (a stimulus with
-/// more views than that is split over several batches).
-template <class Model>
-std::vector<double> predict_probabilities(Model& model, EvalSource<typename Model::T>& source, int max_batch = 64) {
+namespace detail {
+/// @brief Forward every view of `source` in inference mode, views of consecutive stimuli sharing a
+/// batch of up to `max_batch` images (a stimulus with more views is split over several batches).
+/// After each forward calls on_batch(first_view, nb, owner, logits): the batch holds views
+/// first_view .. first_view + nb - 1 (numbered over all stimuli), owner[b] is the stimulus of
+/// view b of the batch, logits the host logits [nb, K]; the model's other outputs of that forward
+/// (e.g. head_features()) can be read inside the call.
+template <class Model, class OnBatch>
+void forward_views(Model& model, EvalSource<typename Model::T>& source, int max_batch, OnBatch&& on_batch) {
   using T = typename Model::T;
-  constexpr int K = Model::config.num_classes;
   constexpr std::size_t per_image = std::size_t(Model::config.channels) * Model::config.image_size * Model::config.image_size;
   const bool was_training = model.training();
   model.set_training(false);
-  std::vector<double> probs(source.size() * K, 0.0);
   std::vector<T> images;
-  std::vector<std::size_t> owner;  // [views in the batch]: the stimulus of each view
-  std::size_t next = 0;
+  std::vector<std::size_t> owner;  // [views gathered]: the stimulus of each view
+  std::size_t next = 0, first_view = 0;
   while (next < source.size()) {
     std::size_t end = next, nviews = 0;
     while (end < source.size() && (nviews == 0 || nviews + source.views(end) <= std::size_t(max_batch)))
@@ -90,18 +91,33 @@ std::vector<double> predict_probabilities(Model& model, EvalSource<typename Mode
     for (std::size_t b0 = 0; b0 < nviews; b0 += std::size_t(max_batch)) {
       const std::size_t nb = std::min<std::size_t>(std::size_t(max_batch), nviews - b0);
       const auto logits = model.forward(std::span<const T>(images.data() + b0 * per_image, nb * per_image), long(nb));
-      for (std::size_t b = 0; b < nb; ++b) {
-        const std::size_t i = owner[b0 + b];
-        double mx = -std::numeric_limits<double>::infinity(), sum = 0;
-        for (int k = 0; k < K; ++k) mx = std::max(mx, double(logits[b * K + k]));
-        double e[K];
-        for (int k = 0; k < K; ++k) sum += (e[k] = std::exp(double(logits[b * K + k]) - mx));
-        for (int k = 0; k < K; ++k) probs[i * K + k] += e[k] / sum / double(source.views(i));
-      }
+      on_batch(first_view + b0, nb, owner.data() + b0, logits);
     }
+    first_view += nviews;
     next = end;
   }
   model.set_training(was_training);
+}
+}  // namespace detail
+
+/// @brief Probabilities [size, K] of every stimulus of `source`: softmax averaged over its views.
+///
+/// Views of consecutive stimuli share a forward batch of up to `max_batch` images (a stimulus with
+/// more views than that is split over several batches).
+template <class Model>
+std::vector<double> predict_probabilities(Model& model, EvalSource<typename Model::T>& source, int max_batch = 64) {
+  constexpr int K = Model::config.num_classes;
+  std::vector<double> probs(source.size() * K, 0.0);
+  detail::forward_views(model, source, max_batch, [&](std::size_t, std::size_t nb, const std::size_t* owner, const auto& logits) {
+    for (std::size_t b = 0; b < nb; ++b) {
+      const std::size_t i = owner[b];
+      double mx = -std::numeric_limits<double>::infinity(), sum = 0;
+      for (int k = 0; k < K; ++k) mx = std::max(mx, double(logits[b * K + k]));
+      double e[K];
+      for (int k = 0; k < K; ++k) sum += (e[k] = std::exp(double(logits[b * K + k]) - mx));
+      for (int k = 0; k < K; ++k) probs[i * K + k] += e[k] / sum / double(source.views(i));
+    }
+  });
   return probs;
 }
 

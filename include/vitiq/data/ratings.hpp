@@ -197,9 +197,17 @@ inline std::string format_duration(double d) {
   return buf;
 }
 
-/// Read the optional duration/timestamp columns of a row into r; false (with a message) on a bad duration.
-inline bool read_extras(const CsvTable& t, const CsvRecord& row, std::optional<std::size_t> dcol,
-                        std::optional<std::size_t> tcol, Rating& r, std::string& why) {
+/// Read the vote and the optional duration/timestamp columns of a row into r; false (with a message)
+/// on a vote that is not an integer or a bad duration. Votes are clamped to +-1e6 here; the
+/// RatingChecker decides whether they are in range.
+inline bool read_vote_and_extras(const CsvRecord& row, std::size_t vcol, std::optional<std::size_t> dcol,
+                                 std::optional<std::size_t> tcol, Rating& r, std::string& why) {
+  const auto v = parse_int(row.fields[vcol]);
+  if (!v) {
+    why = "vote '" + std::string(trim(row.fields[vcol])) + "' is not an integer";
+    return false;
+  }
+  r.vote = static_cast<int>(std::clamp<long long>(*v, -1000000, 1000000));
   if (dcol) {
     const std::string_view s = trim(row.fields[*dcol]);
     if (!s.empty()) {
@@ -212,7 +220,6 @@ inline bool read_extras(const CsvTable& t, const CsvRecord& row, std::optional<s
     }
   }
   if (tcol) r.timestamp = std::string(trim(row.fields[*tcol]));
-  (void)t;
   return true;
 }
 
@@ -247,11 +254,8 @@ inline std::vector<Rating> read_original_csv(const std::filesystem::path& path, 
     r.image = std::string(trim(row.fields[icol]));
     r.origin = where.substr(0, where.size() - 2);
     if (r.image.empty()) { checker.invalid(where, "empty image name"); continue; }
-    const auto v = parse_int(row.fields[vcol]);
-    if (!v) { checker.invalid(where, "vote '" + std::string(trim(row.fields[vcol])) + "' is not an integer"); continue; }
-    r.vote = static_cast<int>(std::clamp<long long>(*v, -1000000, 1000000));
     std::string why;
-    if (!detail::read_extras(t, row, dcol, tcol, r, why)) { checker.invalid(where, why); continue; }
+    if (!detail::read_vote_and_extras(row, vcol, dcol, tcol, r, why)) { checker.invalid(where, why); continue; }
     if (!checker.accept(r, where)) continue;
     out.push_back(std::move(r));
   }
@@ -344,11 +348,8 @@ inline std::vector<Rating> read_long_csv(const std::filesystem::path& path, cons
       continue;
     }
     r.session = static_cast<int>(*s);
-    const auto v = parse_int(row.fields[vcol]);
-    if (!v) { checker.invalid(where, "vote '" + std::string(trim(row.fields[vcol])) + "' is not an integer"); continue; }
-    r.vote = static_cast<int>(std::clamp<long long>(*v, -1000000, 1000000));
     std::string why;
-    if (!detail::read_extras(t, row, dcol, tcol, r, why)) { checker.invalid(where, why); continue; }
+    if (!detail::read_vote_and_extras(row, vcol, dcol, tcol, r, why)) { checker.invalid(where, why); continue; }
     if (!checker.accept(r, where)) continue;
     out.push_back(std::move(r));
   }

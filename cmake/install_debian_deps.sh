@@ -5,7 +5,6 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libeigen3-dev xtensor-dev libstb-dev catch2
           libbenchmark-dev doxygen python3-torch python3-skimage libcairo2-dev
-          mate-backgrounds       # 12 nature photos: with python3-skimage's, the default study's scenes
           libopenblas0-pthread   # OpenBLAS: the BLAS of the PyTorch peer (reference BLAS is 20x slower)
           clang-14 libclang-rt-14-dev libomp-14-dev)  # tests/fuzz: clang, libFuzzer, OpenMP for clang
 missing=()

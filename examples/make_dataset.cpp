@@ -30,10 +30,8 @@ required:
                         ground_truth.json, ground_truth_stimuli.csv
 content:
   --photos DIR          use every image in DIR as a reference photo, each its own source
-                        (default: the colour photos of Debian's python3-skimage and the 12
-                        nature photos of mate-backgrounds, found in $VITIQ_PHOTO_PATH,
-                        /usr/lib/python3/dist-packages/skimage/data and
-                        /usr/share/backgrounds/mate/nature)
+                        (default: the colour photos of Debian's python3-skimage, found in
+                        $VITIQ_PHOTO_PATH or /usr/lib/python3/dist-packages/skimage/data)
   --crop N              stimulus side in pixels, a multiple of 8 (default 256)
   --half-scale X        share of crops cut from photos downscaled by 2, where they are large
                         enough (default 0.5; JPEG photos always, when possible)

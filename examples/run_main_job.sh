@@ -10,8 +10,8 @@
 #      in parallel, one per core (preset `aio`, 64-pixel native crops on the JPEG grid, predictions
 #      averaged over the 16 tiles of a stimulus). AIO0 is validated only after its last epoch
 #      (--val-every 30), so the model kept is the end of the cosine schedule: its validation split
-#      holds one or two scenes, and choosing an earlier epoch on them chose an under-trained model
-#      (test band accuracy 0.37 instead of 0.55 with seed 1).
+#      holds one or two scenes, and choosing an earlier epoch on them can choose an under-trained
+#      model.
 #   3. vitiq-eval: per-AIO metrics on the test split beside the baselines (Q look-up, majority,
 #      self-agreement, Bayes ceiling), cross-comparison, panel, CSV/JSON and PNG figures
 # Environment: VITIQ_BUILD_DIR (build), VITIQ_WORK_DIR (main_job), VITIQ_SEED (1),

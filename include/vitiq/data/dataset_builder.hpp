@@ -85,10 +85,7 @@ struct KnownPhoto {
 };
 
 /// @brief The default reference photos: the colour photographs of Debian's python3-skimage
-/// (licences as DATA.md and scikit-image's documentation state them) and the twelve nature photos
-/// of Debian's mate-backgrounds (GPL-2+, copyright holders as the package's copyright file names
-/// them); see docs/data_licences.md. Six scenes alone leave one photo for the test split; with the
-/// nature photos a study has 17 scenes and tests on three or four unseen ones.
+/// (licences as DATA.md and scikit-image's documentation state them; see docs/data_licences.md).
 inline constexpr KnownPhoto default_photos[] = {
     {"astronaut.png", "astronaut", "public domain (NASA)"},
     {"chelsea.png", "chelsea", "CC0 (Stefan van der Walt)"},
@@ -97,23 +94,10 @@ inline constexpr KnownPhoto default_photos[] = {
     {"hubble_deep_field.jpg", "hubble", "public domain (NASA)"},
     {"motorcycle_left.png", "motorcycle", "Middlebury 2014 stereo data set via scikit-image (BSD-3-Clause package)"},
     {"motorcycle_right.png", "motorcycle", "Middlebury 2014 stereo data set via scikit-image (BSD-3-Clause package)"},
-    {"Aqua.jpg", "aqua", "GPL-2+ (Charles Barbin; Debian mate-backgrounds)"},
-    {"Blinds.jpg", "blinds", "GPL-2+ (Lennart Poettering, Andrea Cimitan; Debian mate-backgrounds)"},
-    {"Dune.jpg", "dune", "GPL-2+ (Marco Cogoni, Hylke Bons; Debian mate-backgrounds)"},
-    {"FreshFlower.jpg", "freshflower", "GPL-2+ (Jens Ansorg; Debian mate-backgrounds)"},
-    {"Garden.jpg", "garden", "GPL-2+ (Charles Barbin; Debian mate-backgrounds)"},
-    {"GreenMeadow.jpg", "greenmeadow", "GPL-2+ (Timothy Schellhase, Lapo Calamandrei; Debian mate-backgrounds)"},
-    {"LadyBird.jpg", "ladybird", "GPL-2+ (Charles Barbin; Debian mate-backgrounds)"},
-    {"RainDrops.jpg", "raindrops", "GPL-2+ (blackcombwhistler07; Debian mate-backgrounds)"},
-    {"Storm.jpg", "storm", "GPL-2+ (Sergey Nazarov; Debian mate-backgrounds)"},
-    {"TwoWings.jpg", "twowings", "GPL-2+ (Charles Barbin, Hylke Bons; Debian mate-backgrounds)"},
-    {"Wood.jpg", "wood", "GPL-2+ (Jean-Francois Fortin Tam; Debian mate-backgrounds)"},
-    {"YellowFlower.jpg", "yellowflower", "GPL-2+ (Charles Barbin; Debian mate-backgrounds)"},
 };
 
 /// @brief Folders searched for the default photos, in order: those in the environment variable
-/// VITIQ_PHOTO_PATH (':'-separated), then where Debian and pip put scikit-image's data, then
-/// mate-backgrounds' nature folder.
+/// VITIQ_PHOTO_PATH (':'-separated), then where Debian and pip put scikit-image's data.
 inline std::vector<std::filesystem::path> default_photo_search_path() {
   std::vector<std::filesystem::path> out;
   if (const char* env = std::getenv("VITIQ_PHOTO_PATH")) {
@@ -128,7 +112,7 @@ inline std::vector<std::filesystem::path> default_photo_search_path() {
     }
   }
   for (const char* d : {"/usr/lib/python3/dist-packages/skimage/data", "/usr/local/lib/python3/dist-packages/skimage/data",
-                        "/usr/share/scikit-image/data", "/usr/share/backgrounds/mate/nature"})
+                        "/usr/share/scikit-image/data"})
     out.emplace_back(d);
   return out;
 }

@@ -519,6 +519,31 @@ TEST_CASE("hardening: a JPEG whose Huffman table claims more than 256 codes is r
                     Contains("built.jpg") && Contains("272 codes"));
 }
 
+TEST_CASE("hardening: a PGM/PPM header number that overflows an int is refused before stb_image reads it",
+          "[hardening]") {
+  // Found by fuzz_image in a CI run (UBSan: "signed integer overflow: 555555555 * 10 cannot be
+  // represented in type 'int'" in stbi__pnm_getinteger): Debian 12's stb_image reads the PNM header
+  // numbers without an overflow check. tests/data/fuzz_regressions/image/pnm_width_overflows_int.pgm.
+  const fs::path file = regressions / "image" / "pnm_width_overflows_int.pgm";
+  CHECK_THROWS_WITH(vitiq::io::load_image(file), Contains(file.string()) && Contains("corrupt PNM header") &&
+                                                     Contains("the width at byte 2"));
+  const auto decode = [](const std::string& bytes) {
+    return vitiq::io::decode_image(std::as_bytes(std::span(bytes.data(), bytes.size())), "built.ppm");
+  };
+  // Height and maximum value are checked too, after comments; INT_MAX itself is not an overflow
+  // (stb_image then refuses the size by its own rules).
+  CHECK_THROWS_WITH(decode("P6 3 # c\n99999999999 255\n"), Contains("built.ppm") && Contains("the height at byte 9"));
+  CHECK_THROWS_WITH(decode("P5\n2 2\n2147483648\n"), Contains("the maximum value at byte 7"));
+  CHECK_THROWS_WITH(decode("P5\n2147483647 1\n255\n"), !Contains("corrupt PNM header"));
+  // Valid binary PGM and PPM still decode (grey becomes RGB).
+  const auto grey = decode(std::string("P5\n# a comment\n2 1\n255\n") + char(10) + char(200));
+  REQUIRE(grey.shape(1) == 2);
+  CHECK(int(grey(0, 1, 2)) == 200);
+  const auto rgb = decode(std::string("P6 1 1 255\n") + char(1) + char(2) + char(3));
+  CHECK(int(rgb(0, 0, 0)) == 1);
+  CHECK(int(rgb(0, 0, 2)) == 3);
+}
+
 TEST_CASE("hardening: a PNG chunk claiming more bytes than follow is refused before stb_image allocates for it",
           "[hardening]") {
   // Found by fuzz_image (libFuzzer: "out-of-memory (malloc(1073742113))" in stbi__parse_png_file):

@@ -231,10 +231,10 @@ inline void image(const std::uint8_t* data, std::size_t size) {
   // PSD, ... with zeros, so a few hundred bytes can ask for up to max_image_pixels (2^26) of
   // decoding, which takes seconds with the sanitizers and would read as a hang. decode_image's
   // own limit is checked in tests/test_image.cpp.
-  // (stb's header parser must not see what decode_image refuses: jpeg_defect() first.)
+  // (stb's header parser must not see what decode_image refuses: stb_defect() first.)
   const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
   int w = 0, h = 0, comp = 0;
-  if (size <= std::size_t(INT_MAX) && vitiq::io::detail::jpeg_defect(bytes).empty() &&
+  if (size <= std::size_t(INT_MAX) && vitiq::io::detail::stb_defect(bytes).empty() &&
       stbi_info_from_memory(data, int(size), &w, &h, &comp) && std::int64_t(w) * h > (std::int64_t(1) << 20))
     return;
   try {

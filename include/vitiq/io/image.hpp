@@ -213,6 +213,47 @@ inline std::string png_defect(std::span<const std::byte> bytes) {
   return {};
 }
 
+/// Why stb_image must not see these bytes as a PNM; empty when they are not a binary PGM/PPM or are
+/// safe.
+///
+/// Debian 12's stb_image reads the width, height and maximum value of a PGM/PPM header into an int
+/// with no overflow check: "P5" followed by a long run of digits is signed-integer overflow
+/// (undefined behaviour; found by tests/fuzz/fuzz_image under UBSan). This reads the header the way
+/// stb_image does ("P5" or "P6", then three integers separated by whitespace and # comments) and
+/// refuses a number larger than INT_MAX.
+inline std::string pnm_defect(std::span<const std::byte> bytes) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const std::size_t n = bytes.size();
+  if (n < 2 || p[0] != 'P' || (p[1] != '5' && p[1] != '6')) return {};
+  const auto space = [](unsigned c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
+  static constexpr const char* field[3] = {"width", "height", "maximum value"};
+  std::size_t i = 2;
+  for (const char* what : field) {
+    for (;;) {  // whitespace and comments up to the end of their line
+      while (i < n && space(p[i])) ++i;
+      if (i >= n || p[i] != '#') break;
+      while (i < n && p[i] != '\n' && p[i] != '\r') ++i;
+    }
+    const std::size_t start = i;
+    std::int64_t value = 0;
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; ++i) {
+      value = value * 10 + (p[i] - '0');
+      if (value > INT_MAX)
+        return std::string("the ") + what + " at byte " + std::to_string(start) + " does not fit in an int";
+    }
+  }
+  return {};
+}
+
+/// Why stb_image must not parse these bytes at all (not even their header), as the reason
+/// decode_image gives, e.g. "corrupt JPEG: ..."; empty when the pre-checks above find nothing.
+inline std::string stb_defect(std::span<const std::byte> bytes) {
+  if (std::string why = jpeg_defect(bytes); !why.empty()) return "corrupt JPEG: " + why;
+  if (std::string why = png_defect(bytes); !why.empty()) return "truncated PNG: " + why;
+  if (std::string why = pnm_defect(bytes); !why.empty()) return "corrupt PNM header: " + why;
+  return {};
+}
+
 }  // namespace detail
 
 /// @brief Decode an image held in memory (PNG, JPEG, BMP, GIF, TGA, PSD, HDR, PIC, PNM: whatever
@@ -226,7 +267,8 @@ inline std::string png_defect(std::span<const std::byte> bytes) {
 ///         an image stb can read, is empty, or is larger than max_image_pixels (checked from the
 ///         header, before any pixel buffer is allocated); "<source_name>: cannot decode image
 ///         (corrupt JPEG: ...)" for a JPEG whose Huffman tables stb_image would overflow on,
-///         "... (truncated PNG: ...)" for a PNG chunk longer than the bytes that follow it.
+///         "... (truncated PNG: ...)" for a PNG chunk longer than the bytes that follow it,
+///         "... (corrupt PNM header: ...)" for a PGM/PPM header number that overflows an int.
 inline ImageU8 decode_image(std::span<const std::byte> bytes, std::string_view source_name) {
   const std::string name(source_name);
   if (bytes.empty()) throw FormatError(name + ": cannot decode image (empty file)");
@@ -235,10 +277,8 @@ inline ImageU8 decode_image(std::span<const std::byte> bytes, std::string_view s
                       " bytes is larger than the 2 GiB the decoder accepts)");
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
-  if (const std::string why = detail::jpeg_defect(bytes); !why.empty())  // before stb parses anything
-    throw FormatError(name + ": cannot decode image (corrupt JPEG: " + why + ")");
-  if (const std::string why = detail::png_defect(bytes); !why.empty())
-    throw FormatError(name + ": cannot decode image (truncated PNG: " + why + ")");
+  if (const std::string why = detail::stb_defect(bytes); !why.empty())  // before stb parses anything
+    throw FormatError(name + ": cannot decode image (" + why + ")");
 
   // Read the header only, and refuse huge images before the decoder allocates for them.
   int w = 0, h = 0, comp = 0;

@@ -510,6 +510,13 @@ TEST_CASE("hardening: a JPEG whose Huffman table claims more than 256 codes is r
     CHECK(img.shape(0) == 12);
     CHECK(img.shape(1) == 10);
   }
+  // Found by fuzz_image (UBSan: "index 320 out of bounds for type 'stbi_uc[257]'" in
+  // stbi__jpeg_huff_decode): a progressive AC scan decoding with AC table 1, which no DHT defined, so
+  // stb_image read a Huffman table from uninitialised memory.
+  // tests/data/fuzz_regressions/image/jpeg_scan_uses_undefined_huffman_table.jpg.
+  const fs::path undefined_table = regressions / "image" / "jpeg_scan_uses_undefined_huffman_table.jpg";
+  CHECK_THROWS_WITH(vitiq::io::load_image(undefined_table),
+                    Contains(undefined_table.string()) && Contains("the scan at byte 342 uses AC Huffman table 1, which no DHT segment"));
   // A minimal DHT of 17 x 16 = 272 codes after the SOI, built here.
   std::vector<unsigned char> jpeg = {0xFF, 0xD8, 0xFF, 0xC4, 0x01, 0x23, 0x00};
   for (int c = 0; c < 16; ++c) jpeg.push_back(17);

@@ -153,11 +153,15 @@ inline LinearTaps linear_taps(std::size_t in, std::size_t out) {
 /// skipped, FF fill bytes, every marker but SOI, EOI, TEM and RSTn followed by its length,
 /// entropy-coded data scanned for the next marker, bytes past the end read as 0) and checks every
 /// DHT segment stb_image could parse; a marker inside a length-delimited segment is never one.
+/// It also refuses a scan (SOS) that decodes with a Huffman table no earlier DHT defined: stb_image
+/// then reads a table from uninitialised memory (an out-of-bounds read, found by fuzz_image).
 inline std::string jpeg_defect(std::span<const std::byte> bytes) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const std::size_t n = bytes.size();
   const auto at = [&](std::size_t k) -> unsigned { return k < n ? p[k] : 0u; };  // stbi__get8 at EOF: 0
   std::size_t i = 0;
+  bool defined[2][4] = {};   // [DC, AC][table id]: set by a DHT segment
+  bool progressive = false;  // the last SOF was SOF2
   if (at(i++) != 0xFF) return {};  // stbi__jpeg_test: FF (FF...) D8
   while (i < n && at(i) == 0xFF) ++i;
   if (at(i++) != 0xD8) return {};
@@ -172,13 +176,30 @@ inline std::string jpeg_defect(std::span<const std::byte> bytes) {
     if (m == 0xC4) {  // DHT: tables of (class/id, 16 counts, values) until the length is used up
       std::size_t k = i + 2;
       for (long left = long(len) - 2; left > 0;) {
+        const unsigned q = at(k);  // table class (0 DC, 1 AC) and id; stb refuses class > 1, id > 3
         unsigned codes = 0;
         for (std::size_t c = 0; c < 16; ++c) codes += at(k + 1 + c);
         if (codes > 256)
           return "a Huffman table of " + std::to_string(codes) + " codes at byte " + std::to_string(i - 2) +
                  ", at most 256 are possible";
+        if ((q >> 4) <= 1 && (q & 15) <= 3) defined[q >> 4][q & 15] = true;
         k += 17 + codes;
         left -= long(17 + codes);
+      }
+    }
+    if (m == 0xC0 || m == 0xC1 || m == 0xC2) progressive = (m == 0xC2);  // the SOFs stb_image reads
+    if (m == 0xDA) {  // SOS: Ns, Ns x (component, DC/AC table ids), Ss, Se, Ah/Al
+      const unsigned ns = at(i + 2);
+      const unsigned ss = at(i + 3 + 2 * ns), ah = at(i + 5 + 2 * ns) >> 4;
+      // The tables stb_image decodes this scan with: DC and AC (baseline), DC in a first DC scan,
+      // AC in an AC scan (progressive); a DC refinement scan reads raw bits.
+      const bool dc = !progressive || (ss == 0 && ah == 0), ac = !progressive || ss > 0;
+      for (unsigned c = 0; c < ns && c < 4; ++c) {
+        const unsigned td = at(i + 4 + 2 * c) >> 4, ta = at(i + 4 + 2 * c) & 15;
+        if ((dc && td <= 3 && !defined[0][td]) || (ac && ta <= 3 && !defined[1][ta]))
+          return "the scan at byte " + std::to_string(i - 2) + " uses " + (dc && td <= 3 && !defined[0][td] ? "DC" : "AC") +
+                 " Huffman table " + std::to_string(dc && td <= 3 && !defined[0][td] ? td : ta) +
+                 ", which no DHT segment before it defines";
       }
     }
     i += std::max<std::size_t>(len, 2);

@@ -40,7 +40,7 @@ constexpr std::size_t max_batch = 16;  // images per forward pass
 
 constexpr const char* usage_text = R"(usage: vitiq-predict --preset NAME --weights FILE.safetensors [options] IMAGE...
 
-Scores each IMAGE (PNG, JPEG, BMP, ...; converted to RGB) with a vitiq model.
+Scores each IMAGE (JPEG, PNG, BMP or binary PGM/PPM; converted to RGB) with a vitiq model.
 
 required:
   --preset NAME         model configuration: tiny, cifar, aio, iqa or seed

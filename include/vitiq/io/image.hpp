@@ -241,7 +241,8 @@ inline std::string png_defect(std::span<const std::byte> bytes) {
 /// with no overflow check: "P5" followed by a long run of digits is signed-integer overflow
 /// (undefined behaviour; found by tests/fuzz/fuzz_image under UBSan). This reads the header the way
 /// stb_image does ("P5" or "P6", then three integers separated by whitespace and # comments) and
-/// refuses a number larger than INT_MAX.
+/// refuses a number larger than INT_MAX, and a maximum value over 255: stb_image 2.27 converts
+/// 16-bit samples with its 8-bit routine and reads past its buffer (found by fuzz_image).
 inline std::string pnm_defect(std::span<const std::byte> bytes) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const std::size_t n = bytes.size();
@@ -262,13 +263,42 @@ inline std::string pnm_defect(std::span<const std::byte> bytes) {
       if (value > INT_MAX)
         return std::string("the ") + what + " at byte " + std::to_string(start) + " does not fit in an int";
     }
+    if (what == field[2] && value > 255)
+      return "maximum value " + std::to_string(value) + " at byte " + std::to_string(start) +
+             ": 16-bit PGM/PPM is not supported";
   }
+  return {};
+}
+
+/// The format decode_image reads these bytes as, from their first bytes: "JPEG" (FF D8, after any
+/// FF fill bytes), "PNG" (its signature), "BMP" ("BM"), "PNM" ("P5" or "P6"); empty for anything
+/// else. These are exactly the tests stb_image applies first, and none of these starts can pass
+/// stb_image's tests for the formats it would try after a failed one (GIF, PSD, PIC, HDR, TGA).
+inline std::string sniff_format(std::span<const std::byte> bytes) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const std::size_t n = bytes.size();
+  static constexpr unsigned char png[8] = {137, 80, 78, 71, 13, 10, 26, 10};
+  if (n >= 8 && std::memcmp(p, png, 8) == 0) return "PNG";
+  if (n >= 2 && p[0] == 0xFF) {
+    std::size_t i = 1;
+    while (i < n && p[i] == 0xFF) ++i;
+    if (i < n && p[i] == 0xD8) return "JPEG";
+  }
+  if (n >= 2 && p[0] == 'B' && p[1] == 'M') return "BMP";
+  if (n >= 2 && p[0] == 'P' && (p[1] == '5' || p[1] == '6')) return "PNM";
   return {};
 }
 
 /// Why stb_image must not parse these bytes at all (not even their header), as the reason
 /// decode_image gives, e.g. "corrupt JPEG: ..."; empty when the pre-checks above find nothing.
+///
+/// Only JPEG, PNG, BMP and 8-bit binary PGM/PPM reach stb_image. Debian 12's stb_image (2.27) has
+/// memory errors a fuzzer finds within minutes in its other decoders and in 16-bit PNM (it
+/// converts 16-bit samples with the 8-bit routine: a heap overflow, found by fuzz_image); image
+/// quality data sets are JPEG, PNG or BMP.
 inline std::string stb_defect(std::span<const std::byte> bytes) {
+  if (sniff_format(bytes).empty())
+    return "not a JPEG, PNG, BMP or binary PGM/PPM file: vitiq reads only these formats";
   if (std::string why = jpeg_defect(bytes); !why.empty()) return "corrupt JPEG: " + why;
   if (std::string why = png_defect(bytes); !why.empty()) return "truncated PNG: " + why;
   if (std::string why = pnm_defect(bytes); !why.empty()) return "corrupt PNM header: " + why;
@@ -277,10 +307,10 @@ inline std::string stb_defect(std::span<const std::byte> bytes) {
 
 }  // namespace detail
 
-/// @brief Decode an image held in memory (PNG, JPEG, BMP, GIF, TGA, PSD, HDR, PIC, PNM: whatever
-/// stb_image reads) into 8-bit RGB.
+/// @brief Decode an image held in memory (JPEG, PNG, BMP, or 8-bit binary PGM/PPM) into 8-bit RGB.
 /// Grey, grey + alpha and RGBA images are converted to RGB (alpha is dropped, not composited);
-/// 16-bit PNGs are reduced to 8 bits; a GIF gives its first frame.
+/// 16-bit PNGs are reduced to 8 bits. Other formats stb_image knows (GIF, TGA, PSD, HDR, PIC) are
+/// refused: Debian 12's stb_image is not safe on hostile files of those (see stb_defect).
 /// @param bytes        the encoded file content
 /// @param source_name  names the data in error messages (usually the file name)
 /// @return [H, W, 3] RGB
@@ -289,7 +319,9 @@ inline std::string stb_defect(std::span<const std::byte> bytes) {
 ///         header, before any pixel buffer is allocated); "<source_name>: cannot decode image
 ///         (corrupt JPEG: ...)" for a JPEG whose Huffman tables stb_image would overflow on,
 ///         "... (truncated PNG: ...)" for a PNG chunk longer than the bytes that follow it,
-///         "... (corrupt PNM header: ...)" for a PGM/PPM header number that overflows an int.
+///         "... (corrupt PNM header: ...)" for a PGM/PPM header number that overflows an int or
+///         a 16-bit PGM/PPM; "... (not a JPEG, PNG, BMP or binary PGM/PPM file: ...)" for
+///         anything else.
 inline ImageU8 decode_image(std::span<const std::byte> bytes, std::string_view source_name) {
   const std::string name(source_name);
   if (bytes.empty()) throw FormatError(name + ": cannot decode image (empty file)");

@@ -3,7 +3,11 @@
 // weights identical bit for bit to an uninterrupted run, and a diverging run stops naming the step.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cmath>
+#include <span>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -155,4 +159,74 @@ TEST_CASE("a learning-rate blow-up stops training, naming the step, and keeps th
     CHECK_NOTHROW(vitiq::load_checkpoint(dir / "last.ckpt.safetensors", back, adam));
   }
   fs::remove_all(dir);
+}
+
+TEST_CASE("training crops: on the grid, and --dihedral draws all 8 symmetries of the square", "[train]") {
+  // A 24 x 24 stimulus whose red channel is 10 x row and green channel 10 x column: every output
+  // pixel says where it came from. Crops of 16 on the 8-pixel grid start at 0 or 8.
+  vitiq::Stimulus s;
+  s.name = "coords";
+  s.height = s.width = 24;
+  s.rgb.resize(24 * 24 * 3);
+  for (int y = 0; y < 24; ++y)
+    for (int x = 0; x < 24; ++x) {
+      s.rgb[std::size_t(y * 24 + x) * 3 + 0] = std::uint8_t(10 * y);
+      s.rgb[std::size_t(y * 24 + x) * 3 + 1] = std::uint8_t(10 * x);
+    }
+  const std::vector<vitiq::Stimulus> one{s};
+  constexpr int S = 16;
+  // The 8 maps (y, x) -> offset inside the crop, written out independently of the implementation.
+  const auto symmetry_of = [&](const std::vector<float>& img, int& top, int& left) {
+    const auto src = [&](int c, int y, int x) { return int(std::lround(img[std::size_t((c * S + y) * S + x)] * 255.f / 10.f)); };
+    int found = -1;
+    for (int t = 0; t < 8 && found < 0; ++t) {
+      bool all = true;
+      int t0 = -1, l0 = -1;
+      for (int y = 0; y < S && all; ++y)
+        for (int x = 0; x < S && all; ++x) {
+          int u = 0, v = 0;  // expected source offset for symmetry t
+          switch (t) {
+            case 0: u = y, v = x; break;                   // identity
+            case 1: u = y, v = S - 1 - x; break;           // mirror columns
+            case 2: u = S - 1 - y, v = x; break;           // mirror rows
+            case 3: u = S - 1 - y, v = S - 1 - x; break;   // rotate 180
+            case 4: u = x, v = y; break;                   // transpose
+            case 5: u = x, v = S - 1 - y; break;           // rotate 90
+            case 6: u = S - 1 - x, v = y; break;           // rotate 270
+            default: u = S - 1 - x, v = S - 1 - y; break;  // anti-transpose
+          }
+          const int r = src(0, y, x), c = src(1, y, x);
+          if (t0 < 0) t0 = r - u, l0 = c - v;
+          all = (r - u == t0) && (c - v == l0);
+        }
+      if (all) found = t, top = t0, left = l0;
+    }
+    return found;
+  };
+  for (const bool dihedral : {false, true}) {
+    vitiq::CropBatchSource<float> source(one, S, {.grid = 8, .hflip = true, .dihedral = dihedral, .normalize = false, .seed = 5});
+    std::vector<float> img(3 * S * S);
+    std::array<int, 8> seen{};
+    for (std::uint64_t epoch = 0; epoch < 400; ++epoch) {
+      const std::size_t idx = 0;
+      double vote = 0;
+      source.fill(std::span(&idx, 1), epoch, img.data(), &vote);
+      int top = -1, left = -1;
+      const int t = symmetry_of(img, top, left);
+      REQUIRE(t >= 0);  // always one of the 8 symmetries of a crop
+      CHECK((top == 0 || top == 8));
+      CHECK((left == 0 || left == 8));
+      ++seen[std::size_t(t)];
+    }
+    const int kinds = int(std::count_if(seen.begin(), seen.end(), [](int n) { return n > 0; }));
+    CAPTURE(dihedral, seen);
+    if (dihedral) {
+      CHECK(kinds == 8);
+      for (int n : seen) CHECK(n > 20);  // each about 50 of 400
+    } else {
+      CHECK(kinds == 2);  // identity and the horizontal mirror only
+      CHECK(seen[0] > 150);
+      CHECK(seen[1] > 150);
+    }
+  }
 }

@@ -1,6 +1,7 @@
 // vitiq/train/stimulus_set.hpp -- decoded stimuli held in memory, and the two views a quality
 // model needs of them: random native-resolution crops for training (offsets on the 8-pixel JPEG
-// grid, optional horizontal flip, no rescaling: compression artefacts stay intact) and all
+// grid, optional horizontal flip or any symmetry of the square, no rescaling: compression
+// artefacts stay intact) and all
 // grid-aligned tiles for evaluation (predictions averaged over the tiles of a stimulus).
 //
 // Randomness of a crop comes from (seed, epoch, sample index) only, so batches do not depend on
@@ -31,22 +32,31 @@ struct Stimulus {
 struct CropOptions {
   int grid = 8;            ///< crop offsets are multiples of this (8: the JPEG block grid); 1 = any offset
   bool hflip = true;       ///< random horizontal flip
+  bool dihedral = false;   ///< also a random vertical flip and transpose: any of the 8 symmetries of
+                           ///< the square (a crop on the 8-pixel grid keeps its blocks on the grid)
   bool normalize = true;   ///< ImageNet mean/std
   std::uint64_t seed = 0;  ///< with (epoch, index), fixes every crop and flip
 };
 
 namespace detail {
-/// Copy the crop (top, left, S x S) of s into out [3, S, S], optionally mirrored and normalised.
+/// Symmetries of a square crop, as bits: mirror the columns, mirror the rows, swap rows and columns
+/// (applied to the output coordinates in that order: out(y, x) = in(y', x')).
+enum Symmetry : unsigned { kMirrorX = 1, kMirrorY = 2, kTranspose = 4 };
+
+/// Copy the crop (top, left, S x S) of s into out [3, S, S] under the symmetry `sym` (Symmetry bits),
+/// normalised with the ImageNet mean and std if asked.
 template <class T>
-void crop_to_chw(const Stimulus& s, int top, int left, int S, bool flip, bool normalize, T* out) {
+void crop_to_chw(const Stimulus& s, int top, int left, int S, unsigned sym, bool normalize, T* out) {
   constexpr std::array<float, 3> mean{0.485f, 0.456f, 0.406f}, stdv{0.229f, 0.224f, 0.225f};
   for (int c = 0; c < 3; ++c)
     for (int y = 0; y < S; ++y)
       for (int x = 0; x < S; ++x) {
-        const int sx = flip ? left + S - 1 - x : left + x;
-        const float v = float(s.rgb[(std::size_t(top + y) * std::size_t(s.width) + std::size_t(sx)) * 3 + std::size_t(c)]) / 255.0f;
+        int u = (sym & kTranspose) ? x : y, v = (sym & kTranspose) ? y : x;  // source row, column
+        if (sym & kMirrorX) v = S - 1 - v;
+        if (sym & kMirrorY) u = S - 1 - u;
+        const float p = float(s.rgb[(std::size_t(top + u) * std::size_t(s.width) + std::size_t(left + v)) * 3 + std::size_t(c)]) / 255.0f;
         out[(std::size_t(c) * S + std::size_t(y)) * S + std::size_t(x)] =
-            T(normalize ? (v - mean[std::size_t(c)]) / stdv[std::size_t(c)] : v);
+            T(normalize ? (p - mean[std::size_t(c)]) / stdv[std::size_t(c)] : p);
       }
 }
 }  // namespace detail
@@ -75,8 +85,9 @@ class CropBatchSource : public BatchSource<T> {
       const int g = std::max(1, opt_.grid);
       const int rows = (s.height - S_) / g + 1, cols = (s.width - S_) / g + 1;
       const int top = int(rng.below(std::uint64_t(rows))) * g, left = int(rng.below(std::uint64_t(cols))) * g;
-      const bool flip = opt_.hflip && rng.uniform() < 0.5;
-      detail::crop_to_chw(s, top, left, S_, flip, opt_.normalize, images + b * per);
+      unsigned sym = (opt_.hflip && rng.uniform() < 0.5) ? detail::kMirrorX : 0u;
+      if (opt_.dihedral) sym |= unsigned(rng.below(4)) << 1;  // mirror rows, transpose
+      detail::crop_to_chw(s, top, left, S_, sym, opt_.normalize, images + b * per);
       votes[b] = s.vote;
     }
   }
@@ -108,7 +119,7 @@ class TileEvalSource : public EvalSource<T> {
     const std::size_t per = std::size_t(3) * S_ * S_;
     for (int r = 0; r < rows; ++r)
       for (int c = 0; c < cols; ++c)
-        detail::crop_to_chw(s, r * S_, c * S_, S_, false, normalize_, images + std::size_t(r * cols + c) * per);
+        detail::crop_to_chw(s, r * S_, c * S_, S_, 0u, normalize_, images + std::size_t(r * cols + c) * per);
   }
   /// @brief The label of stimulus i.
   double vote(std::size_t i) const override { return stimuli_[i].vote; }

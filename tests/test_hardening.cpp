@@ -585,6 +585,11 @@ TEST_CASE("hardening: a PNG chunk claiming more bytes than follow is refused bef
   const fs::path file = regressions / "image" / "png_idat_claims_1GB.png";
   CHECK_THROWS_WITH(vitiq::io::load_image(file), Contains(file.string()) && Contains("truncated PNG") &&
                                                      Contains("chunk 'IDAT'"));
+  // Found by fuzz_image (UBSan: "null pointer passed as argument 1" to memcpy in stbi__getn): an
+  // empty IDAT chunk before any image data. tests/data/fuzz_regressions/image/png_empty_first_idat.png.
+  const fs::path empty_idat = regressions / "image" / "png_empty_first_idat.png";
+  CHECK_THROWS_WITH(vitiq::io::load_image(empty_idat),
+                    Contains(empty_idat.string()) && Contains("an empty IDAT chunk at byte") && Contains("before any image data"));
   // Valid PNGs (RGB, grey + alpha, 16-bit, palette) still decode; a cut one is refused by name.
   for (const char* ok : {"rgb.png", "grey_alpha.png", "rgb16.png", "palette.png"})
     CHECK(vitiq::io::load_image(source_dir / "tests" / "fuzz" / "corpus" / "image" / ok).shape(0) == 12);

@@ -211,7 +211,8 @@ inline std::string jpeg_defect(std::span<const std::byte> bytes) {
 ///
 /// stb_image grows its buffer for the compressed data to the length an IDAT chunk claims before it
 /// reads the chunk: 300 bytes claiming a 1 GB chunk allocate 1 GB (found by tests/fuzz/fuzz_image).
-/// Every chunk up to IEND must fit in the bytes that follow its header.
+/// Every chunk up to IEND must fit in the bytes that follow its header. An empty IDAT chunk before
+/// any image data is refused too: stb_image then copies 0 bytes to a null pointer (undefined).
 inline std::string png_defect(std::span<const std::byte> bytes) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const std::size_t n = bytes.size();
@@ -221,6 +222,7 @@ inline std::string png_defect(std::span<const std::byte> bytes) {
     return (std::uint32_t{p[k]} << 24) | (std::uint32_t{p[k + 1]} << 16) | (std::uint32_t{p[k + 2]} << 8) | p[k + 3];
   };
   std::size_t i = 8;
+  bool have_data = false;  // a non-empty IDAT seen
   for (; i + 8 <= n;) {
     const std::uint32_t len = be32(i);
     const std::string type(reinterpret_cast<const char*>(p + i + 4), 4);
@@ -228,6 +230,9 @@ inline std::string png_defect(std::span<const std::byte> bytes) {
       return "chunk '" + type + "' at byte " + std::to_string(i) + " claims " + std::to_string(len) +
              " bytes, only " + std::to_string(n - i - 8) + " follow";
     if (type == "IEND") return {};
+    if (type == "IDAT" && len == 0 && !have_data)  // stb_image: memcpy to a null buffer (UBSan, fuzz_image)
+      return "an empty IDAT chunk at byte " + std::to_string(i) + " comes before any image data";
+    have_data = have_data || (type == "IDAT" && len > 0);
     i += 12 + std::size_t(len);  // length, type, data, CRC
   }
   if (i < n) return "the chunk header at byte " + std::to_string(i) + " is cut short";

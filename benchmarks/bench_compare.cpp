@@ -11,8 +11,10 @@
 //       the process's peak resident memory (getrusage ru_maxrss).
 //   vitiq-bench-compare gemm [--size 2048] [--min-time S] [--threads T]
 //       a float32 size^3 GEMM through CpuBackend<float>::gemm: the GEMM peak of this build.
+//   vitiq-bench-compare engines
+//       {"eigen": true, "blas": true|false}: the GEMM engines of this build (VITIQ_GEMM chooses).
 //
-// The thread count is OpenMP's (OMP_NUM_THREADS, or --threads). Not a Google Benchmark program
+// The thread count is OpenMP's (OMP_NUM_THREADS, or --threads); the GEMM engine is VITIQ_GEMM's. Not a Google Benchmark program
 // (one process per case keeps ru_maxrss per case), though CMake links the library like the others.
 #include <sys/resource.h>
 
@@ -46,7 +48,7 @@ struct Args {
 };
 
 Args parse(int argc, char** argv) {
-  if (argc < 2) throw std::invalid_argument("usage: vitiq-bench-compare export|time|gemm [--option value]...");
+  if (argc < 2) throw std::invalid_argument("usage: vitiq-bench-compare export|time|gemm|engines [--option value]...");
   Args a;
   a.command = argv[1];
   for (int i = 2; i < argc; i += 2) {
@@ -203,6 +205,10 @@ int main(int argc, char** argv) {
 #if defined(_OPENMP)
     if (a.threads > 0) omp_set_num_threads(int(a.threads));
 #endif
+    if (a.command == "engines") {  // the GEMM engines this build offers (vitiq::GemmEngine)
+      std::printf("{\"eigen\": true, \"blas\": %s}\n", vitiq::blas_available() ? "true" : "false");
+      return 0;
+    }
     if (a.command == "gemm") return run_gemm(a);
     if (a.command != "export" && a.command != "time") throw std::invalid_argument("unknown command " + a.command);
     int rc = -1;

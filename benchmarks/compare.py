@@ -65,8 +65,15 @@ def run_json(cmd, env):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def vitiq(bench, threads, *args):
-    env = environment({"OMP_NUM_THREADS": str(threads)})
+# vitiq's GEMM engines (vitiq::GemmEngine): Eigen, and the BLAS (OpenBLAS through vitiq::blas)
+# with OpenBLAS choosing its kernels for this CPU. Like PyTorch's, vitiq's best engine per thread
+# count is found by short training runs.
+VITIQ_ENGINES = {"eigen": {"VITIQ_GEMM": "eigen"}, "blas": {"VITIQ_GEMM": "blas"}}
+
+
+def vitiq(bench, threads, *args, engine="eigen"):
+    env = environment(dict(VITIQ_ENGINES[engine], OMP_NUM_THREADS=str(threads)),
+                      "native" if engine == "blas" else "env")
     return run_json([bench, *args, "--threads", str(threads)], env)
 
 
@@ -101,6 +108,8 @@ def main():
     ap.add_argument("--search-presets", help="presets whose training runs choose PyTorch's setting "
                     "(default: each preset its own; one preset, e.g. aio, chooses for all and saves minutes)")
     ap.add_argument("--markdown", help="also write the results as a Markdown section to this file")
+    ap.add_argument("--vitiq-engines", default="eigen,blas",
+                    help="vitiq GEMM engines to try (default eigen,blas; the BLAS only where the program has it)")
     args = ap.parse_args()
     presets = args.presets.split(",")
     thread_counts = [int(t) for t in args.threads.split(",")]
@@ -120,14 +129,22 @@ def main():
             if not r["max_rel_diff"] < 1e-4:
                 sys.exit(f"compare.py: vitiq and PyTorch disagree on the {p} logits: {r}")
 
+    # vitiq's engines: the BLAS only where the program has it
+    engines = [e for e in args.vitiq_engines.split(",")
+               if e == "eigen" or vitiq(args.bench, 1, "engines").get(e, False)]
+    log(f"vitiq GEMM engines: {', '.join(engines)}")
+
     # 2. GEMM peak
     gemm = {}
     for t in thread_counts:
-        v = vitiq(args.bench, t, "gemm", "--size", "2048", "--min-time", "1")["gflops"]
+        v = {e: vitiq(args.bench, t, "gemm", "--size", "2048", "--min-time", "1", engine=e)["gflops"]
+             for e in engines}
         best_torch = max(torch_run(s, "gemm", "--size", "2048", "--min-time", "1")["gflops"]
                          for s in torch_candidates(t))
-        gemm[t] = {"vitiq": v, "openblas": best_torch, "peak": max(v, best_torch)}
-        log(f"GEMM 2048^3, {t} thread(s): vitiq/Eigen {v:.1f}, PyTorch/OpenBLAS {best_torch:.1f} GFLOP/s")
+        gemm[t] = {"vitiq": max(v.values()), "vitiq_engines": v, "openblas": best_torch,
+                   "peak": max(max(v.values()), best_torch)}
+        log(f"GEMM 2048^3, {t} thread(s): " + ", ".join(f"vitiq/{e} {g:.1f}" for e, g in v.items()) +
+            f", PyTorch/OpenBLAS {best_torch:.1f} GFLOP/s")
 
     # 3. PyTorch's best setting per thread count and preset (short training runs)
     best = {}
@@ -144,6 +161,19 @@ def main():
             log(f"PyTorch best {t}-thread setting for {p}: {best[(t, p)][0]}")
         for p in presets:
             best.setdefault((t, p), best[(t, search[0])])
+    best_engine = {}
+    for t in thread_counts:
+        for p in search:
+            trials = []
+            for e in engines:
+                r = vitiq(args.bench, t, "time", "--preset", p, "--work", "train", "--batch", str(args.batch),
+                          "--min-time", str(args.search_time), engine=e)
+                trials.append((r["images_per_s"], e))
+                log(f"  vitiq {p} train, {t} thread(s), GEMM engine {e}: {r['images_per_s']:.1f} images/s")
+            best_engine[(t, p)] = max(trials)[1]
+            log(f"vitiq best {t}-thread engine for {p}: {best_engine[(t, p)]}")
+        for p in presets:
+            best_engine.setdefault((t, p), best_engine[(t, search[0])])
 
     # 4. the table
     works = [("train", args.batch), ("infer", args.batch), ("infer", 1)]
@@ -152,15 +182,15 @@ def main():
         for t in thread_counts:
             for work, B in works:
                 common = ["--preset", p, "--work", work, "--batch", str(B), "--min-time", str(args.min_time)]
-                v = vitiq(args.bench, t, "time", *common)
+                v = vitiq(args.bench, t, "time", *common, engine=best_engine[(t, p)])
                 q = torch_run(best[(t, p)], "time", *common)
                 rows.append({"preset": p, "threads": t, "work": work, "batch": B, "vitiq": v, "pytorch": q,
-                             "setting": best[(t, p)][0]})
+                             "setting": best[(t, p)][0], "engine": best_engine[(t, p)]})
                 log(f"{p} {work} batch {B} {t} thread(s): vitiq {v['images_per_s']:.1f}, "
                     f"PyTorch {q['images_per_s']:.1f} images/s")
 
     elapsed = time.time() - t_start
-    md = markdown(rows, gemm, parity, best, load_start, load(), elapsed)
+    md = markdown(rows, gemm, parity, best, best_engine, load_start, load(), elapsed)
     print(md)
     if args.markdown:
         tmp = args.markdown + ".tmp"
@@ -171,17 +201,20 @@ def main():
         os.replace(tmp, args.markdown)
 
 
-def markdown(rows, gemm, parity, best, load_start, load_end, elapsed):
+def markdown(rows, gemm, parity, best, best_engine, load_start, load_end, elapsed):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = [f"Run {now} on {cpu_model()} ({os.cpu_count()} CPUs), load average at start {load_start}, "
            f"at end {load_end}; {elapsed / 60:.1f} minutes.", ""]
     out.append("GEMM peak (float32 2048^3, GFLOP/s): " + "; ".join(
-        f"{t} thread(s): vitiq/Eigen {g['vitiq']:.1f}, PyTorch/OpenBLAS {g['openblas']:.1f}, peak {g['peak']:.1f}"
+        f"{t} thread(s): " + ", ".join(f"vitiq/{e} {x:.1f}" for e, x in g["vitiq_engines"].items()) +
+        f", PyTorch/OpenBLAS {g['openblas']:.1f}, peak {g['peak']:.1f}"
         for t, g in gemm.items()) + ".")
     out.append("Parity (max |logit difference| / max |logit|, 4 images, seed-0 weights): " +
                ", ".join(f"{p} {e:.1e}" for p, e in parity.items()) + ".")
     out.append("PyTorch settings chosen (best training throughput of the candidates): " + "; ".join(
         f"{p} {t} thread(s): {s[0]}" for (t, p), s in best.items()) + ".")
+    out.append("vitiq GEMM engines chosen the same way: " + "; ".join(
+        f"{p} {t} thread(s): {e}" for (t, p), e in best_engine.items()) + ".")
     out.append("")
     out.append("| preset | threads | work | batch | vitiq images/s | PyTorch images/s | vitiq / PyTorch | "
                "vitiq GFLOP/s | % of GEMM peak | vitiq ms/batch | PyTorch ms/batch | vitiq peak RSS MiB | "

@@ -5,7 +5,8 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libeigen3-dev xtensor-dev libstb-dev catch2
           libbenchmark-dev doxygen python3-torch python3-skimage libcairo2-dev
-          libopenblas0-pthread   # OpenBLAS: the BLAS of the PyTorch peer (reference BLAS is 20x slower)
+          libblas-dev libopenblas0-pthread  # cblas.h + libblas.so for vitiq::blas; OpenBLAS as libblas.so.3
+                                            # (also the PyTorch peer's BLAS: the reference BLAS is 20x slower)
           clang-14 libclang-rt-14-dev libomp-14-dev)  # tests/fuzz: clang, libFuzzer, OpenMP for clang
 missing=()
 for p in "${packages[@]}"; do

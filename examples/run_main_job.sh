@@ -14,7 +14,7 @@
 #      model.
 #   3. vitiq-eval: per-AIO metrics on the test split beside the baselines (Q look-up, majority,
 #      self-agreement, Bayes ceiling), cross-comparison, panel, CSV/JSON and PNG figures
-# Environment: VITIQ_BUILD_DIR (build), VITIQ_WORK_DIR (main_job), VITIQ_SEED (1),
+# Environment: VITIQ_BUILD_DIR (build), VITIQ_WORK_DIR (main_job), VITIQ_SEED (1), VITIQ_GEMM (blas where built, else eigen),
 # VITIQ_TRAIN_ARGS (extra vitiq-train flags, e.g. "--epochs 40").
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +27,12 @@ bash cmake/install_debian_deps.sh
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DVITIQ_BUILD_EXAMPLES=ON
 cmake --build "$build" -j"$(nproc)" --target vitiq-make-dataset vitiq-train vitiq-eval
 bin="$build/examples"
+# GEMMs on OpenBLAS with its own kernel choice where the build has vitiq::blas (20-25 % faster
+# training on these machines, benchmarks/RESULTS.md); VITIQ_GEMM=eigen in the environment keeps Eigen.
+if grep -q '^VITIQ_HAS_BLAS:INTERNAL=ON' "$build/CMakeCache.txt"; then
+  export VITIQ_GEMM=${VITIQ_GEMM:-blas}
+  unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
+fi
 stamp() { echo "main job: $1 after $(( $(date +%s) - start )) s"; }
 stamp "built"
 "$bin/vitiq-make-dataset" --out "$work/study" --seed "$seed"

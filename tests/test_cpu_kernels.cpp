@@ -61,6 +61,20 @@ struct Threads {
 template <class T>
 constexpr double tol() { return std::is_same_v<T, float> ? 2e-6 : 1e-13; }
 
+/// The GEMM engines this test program has: Eigen, and the BLAS where it links vitiq::blas.
+std::vector<vitiq::GemmEngine> engines() {
+  std::vector<vitiq::GemmEngine> e{vitiq::GemmEngine::eigen};
+  if (vitiq::blas_available()) e.push_back(vitiq::GemmEngine::blas);
+  return e;
+}
+
+/// Sets the GEMM engine for one scope.
+struct Engine {
+  explicit Engine(vitiq::GemmEngine e) : old(vitiq::gemm_engine()) { vitiq::set_gemm_engine(e); }
+  ~Engine() { vitiq::set_gemm_engine(old); }
+  vitiq::GemmEngine old;
+};
+
 }  // namespace
 
 TEST_CASE("worker pool: every chunk runs exactly once, nested and concurrent calls run serially", "[cpu_kernels][pool]") {
@@ -96,7 +110,9 @@ TEMPLATE_TEST_CASE("tiled GEMM matches the plain product in every transpose mode
   // Shapes below and above the tiling threshold, wide and tall (split by columns and by rows),
   // and leading dimensions larger than the rows.
   const Index shapes[][3] = {{3, 5, 7}, {130, 70, 33}, {37, 300, 129}, {513, 96, 64}, {64, 64, 0}};
+  for (const vitiq::GemmEngine engine : engines())
   for (int threads : {1, 2}) {
+    Engine en(engine);
     Threads th(threads);
     for (const auto& s : shapes) {
       const Index M = s[0], N = s[1], K = s[2], pad = 3;
@@ -109,7 +125,8 @@ TEMPLATE_TEST_CASE("tiled GEMM matches the plain product in every transpose mode
           auto C = random_vec<T>(std::size_t(M * ldc), 3), C_ref = C;
           be.gemm(ta, tb, M, N, K, T(0.75), A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
           vitiq::reference::gemm(ta, tb, M, N, K, T(0.75), A.data(), lda, B.data(), ldb, beta, C_ref.data(), ldc);
-          INFO("threads " << threads << " M " << M << " N " << N << " K " << K << " mode " << mode << " beta " << beta);
+          INFO("engine " << int(engine) << " threads " << threads << " M " << M << " N " << N << " K " << K
+                         << " mode " << mode << " beta " << beta);
           CHECK(max_rel_diff(C, C_ref) < 10 * tol<T>());
         }
       }
@@ -123,8 +140,11 @@ TEMPLATE_TEST_CASE("batched GEMM matches one plain product per batch entry", "[c
   // The attention layout: q, k inside qkv rows [B, N, 3I], scores [B, h, N, N].
   const Index Bt = 3, h = 4, N = 17, d = 8, I = h * d;
   const auto qkv = random_vec<T>(std::size_t(Bt * N * 3 * I), 4);
+  for (const vitiq::GemmEngine engine : engines())
   for (int threads : {1, 2}) {
+    Engine en(engine);
     Threads th(threads);
+    INFO("engine " << int(engine) << " threads " << threads);
     std::vector<T> S(std::size_t(Bt * h * N * N), T(7)), S_ref = S;
     be.gemm_batched(false, true, N, N, d, T(1), qkv.data(), 3 * I, N * 3 * I, d, qkv.data() + I, 3 * I, N * 3 * I,
                     d, T(0), S.data(), N, h * N * N, N * N, Bt, h);
@@ -247,4 +267,27 @@ TEST_CASE("sum of squares and finiteness do not depend on the thread count", "[c
   }
   CHECK(s1 == s2);
   CHECK(s1 == Approx(ref).epsilon(1e-12));
+}
+
+TEST_CASE("GEMM engines: the BLAS engine is there exactly when the program links vitiq::blas", "[cpu_kernels][gemm]") {
+#if defined(VITIQ_USE_CBLAS)
+  REQUIRE(vitiq::blas_available());
+  // A whole model agrees on both engines (float, the aio preset's shape at batch 2).
+  constexpr vitiq::Config C = vitiq::presets::aio;
+  vitiq::ViT<C> model({}, 3);
+  const auto images = random_vec<float>(std::size_t(2 * 3 * C.image_size * C.image_size), 5);
+  std::vector<float> logits[2];
+  for (int k = 0; k < 2; ++k) {
+    Engine en(k == 0 ? vitiq::GemmEngine::eigen : vitiq::GemmEngine::blas);
+    const float* out = model.forward_device(images.data(), 2);
+    logits[k].assign(out, out + 2 * C.num_classes);
+  }
+  CHECK(max_rel_diff(logits[1], logits[0]) < 1e-5);
+  CHECK(max_rel_diff(logits[1], logits[0]) > 0);  // really another kernel (sums in another order)
+#else
+  CHECK_FALSE(vitiq::blas_available());
+  CHECK_THROWS_WITH(vitiq::set_gemm_engine(vitiq::GemmEngine::blas),
+                    Catch::Matchers::Contains("this program was built without a BLAS"));
+  CHECK(vitiq::gemm_engine() == vitiq::GemmEngine::eigen);
+#endif
 }

@@ -37,4 +37,10 @@ step("build" "${CMAKE_COMMAND}" --build "${CONSUMER_BINARY_DIR}" --config "${CON
 find_program(consumer_exe consumer PATHS "${CONSUMER_BINARY_DIR}" "${CONSUMER_BINARY_DIR}/${CONFIG}"
              NO_DEFAULT_PATH REQUIRED)
 step("run ${consumer_exe}" "${consumer_exe}")
+# consumer_blas exists where vitiq was installed with vitiq::blas (tests/consumer/CMakeLists.txt).
+find_program(consumer_blas_exe consumer_blas PATHS "${CONSUMER_BINARY_DIR}" "${CONSUMER_BINARY_DIR}/${CONFIG}"
+             NO_DEFAULT_PATH)
+if(consumer_blas_exe)
+  step("run ${consumer_blas_exe}" "${consumer_blas_exe}")
+endif()
 message(STATUS "consumer test: passed")

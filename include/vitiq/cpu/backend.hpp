@@ -38,8 +38,79 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
+#include <climits>
+#include <string>
+#include <type_traits>
+
+#include "vitiq/error.hpp"
 
 namespace vitiq {
+
+/// @brief The kernel the CPU backend's GEMMs run on.
+///
+/// `eigen` (default): Eigen's packed product, header-only, identical on every machine.
+/// `blas`: the system CBLAS (on Debian, OpenBLAS through libblas.so.3: 1.3-1.7x faster per core
+/// on the model's shapes where OpenBLAS picks its AVX-512 kernels; see benchmarks/RESULTS.md). It
+/// is there only in programs that link the `vitiq::blas` CMake target (it defines
+/// VITIQ_USE_CBLAS); choosing it makes OpenBLAS single-threaded, because the backend cuts each
+/// GEMM into one tile per thread itself. Results differ from Eigen's in the last bits, so a run
+/// is bit-for-bit reproducible only with the same engine.
+/// The initial engine comes from the environment variable VITIQ_GEMM (`eigen` or `blas`).
+enum class GemmEngine { eigen, blas };
+
+namespace detail {
+
+/// Row-major CBLAS GEMMs, set by translation units compiled with VITIQ_USE_CBLAS (below).
+struct BlasHooks {
+  void (*sgemm)(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*, int) = nullptr;
+  void (*dgemm)(bool, bool, int, int, int, double, const double*, int, const double*, int, double, double*,
+                int) = nullptr;
+  void (*single_thread)() = nullptr;  ///< make the BLAS library run each call on the caller's thread
+};
+inline BlasHooks& blas_hooks() {
+  static BlasHooks hooks;
+  return hooks;
+}
+
+/// The engine in use: -1 until first asked (then read from VITIQ_GEMM), else a GemmEngine.
+inline std::atomic<int>& gemm_engine_slot() {
+  static std::atomic<int> engine{-1};
+  return engine;
+}
+
+}  // namespace detail
+
+/// @brief Whether this program can run GEMMs on a BLAS (it links vitiq::blas).
+inline bool blas_available() { return detail::blas_hooks().sgemm != nullptr; }
+
+/// @brief Choose the GEMM kernel of the CPU backend for the whole process.
+/// @throws Error when `blas` is asked for in a program built without a BLAS.
+inline void set_gemm_engine(GemmEngine engine) {
+  if (engine == GemmEngine::blas) {
+    if (!blas_available())
+      throw Error("GEMM engine 'blas': this program was built without a BLAS (Debian: install libblas-dev and "
+                  "libopenblas0-pthread, configure vitiq with -DVITIQ_WITH_BLAS=ON, link vitiq::blas)");
+    if (detail::blas_hooks().single_thread) detail::blas_hooks().single_thread();
+  }
+  detail::gemm_engine_slot().store(int(engine));
+}
+
+/// @brief The GEMM kernel in use; the first call reads VITIQ_GEMM (`eigen`, the default, or `blas`).
+/// @throws Error naming VITIQ_GEMM when it holds anything else, or `blas` without a BLAS.
+inline GemmEngine gemm_engine() {
+  const int e = detail::gemm_engine_slot().load(std::memory_order_relaxed);
+  if (e >= 0) return GemmEngine(e);
+  const char* env = std::getenv("VITIQ_GEMM");
+  const std::string v = env ? env : "";
+  if (v.empty() || v == "eigen") {
+    set_gemm_engine(GemmEngine::eigen);
+  } else if (v == "blas") {
+    set_gemm_engine(GemmEngine::blas);
+  } else {
+    throw Error("environment variable VITIQ_GEMM='" + v + "': expected 'eigen' or 'blas'");
+  }
+  return GemmEngine(detail::gemm_engine_slot().load());
+}
 
 namespace detail {
 
@@ -325,6 +396,7 @@ struct CpuBackend {
   void gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha, const T* A, Index lda,
             const T* B, Index ldb, T beta, T* C, Index ldc) const {
     if (M == 0 || N == 0) return;
+    (void)gemm_engine();  // reads VITIQ_GEMM on the caller's thread (may throw), not in a helper
     const int threads = detail::cpu_threads();
     // A tile narrower than this wastes the micro-kernel and re-packs the other operand too often.
     constexpr Index min_tile = 64;
@@ -372,6 +444,7 @@ struct CpuBackend {
                     Index sb_inner, T beta, T* C, Index ldc, Index sc_outer, Index sc_inner,
                     Index batch_outer, Index batch_inner) const {
     const Index total = batch_outer * batch_inner;
+    (void)gemm_engine();  // resolved on the caller's thread (may throw), not in a helper
     parallel_for(total, M * N * K, [&](Index t0, Index t1) {
       for (Index t = t0; t < t1; ++t) {
         const Index o = t / batch_inner, i = t % batch_inner;
@@ -922,11 +995,23 @@ struct CpuBackend {
   }
 
   /// @brief Single-threaded row-major GEMM (the kernel of gemm() and gemm_batched()): Eigen's
-  /// packed, cache-blocked product, without Eigen's own OpenMP threading.
+  /// packed, cache-blocked product, without Eigen's own OpenMP threading, or the BLAS's GEMM when
+  /// gemm_engine() is GemmEngine::blas (see there).
   /// @param trans_a,trans_b,M,N,K,alpha,A,lda,B,ldb,beta,C,ldc as in gemm()
   static void gemm_serial(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha, const T* A,
                           Index lda, const T* B, Index ldb, T beta, T* C, Index ldc) {
     if (M == 0 || N == 0) return;
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      constexpr Index int_max = INT_MAX;
+      if (gemm_engine() == GemmEngine::blas && std::max({M, N, K, lda, ldb, ldc}) <= int_max) {
+        const auto& h = detail::blas_hooks();
+        if constexpr (std::is_same_v<T, float>)
+          h.sgemm(trans_a, trans_b, int(M), int(N), int(K), alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+        else
+          h.dgemm(trans_a, trans_b, int(M), int(N), int(K), alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+        return;
+      }
+    }
     if (beta == T(0)) {
       for (Index r = 0; r < M; ++r) std::fill(C + r * ldc, C + r * ldc + N, T(0));
     } else if (beta != T(1)) {
@@ -1222,3 +1307,36 @@ void attention_softmax_backward(T* dS, T* dparam, const T* dA, const T* A, const
 }  // namespace reference
 
 }  // namespace vitiq
+
+#if defined(VITIQ_USE_CBLAS)
+// The BLAS engine: this translation unit was compiled for a program that links vitiq::blas.
+// Registration happens in every such translation unit (internal linkage, identical effect), so
+// the GemmEngine code above stays the same in every translation unit of a program.
+#include <cblas.h>
+#include <dlfcn.h>
+
+namespace vitiq::detail {
+namespace {
+inline void cblas_s(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                    int ldb, float beta, float* C, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+              B, ldb, beta, C, ldc);
+}
+inline void cblas_d(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B,
+                    int ldb, double beta, double* C, int ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+              B, ldb, beta, C, ldc);
+}
+inline void blas_single_thread() {  // OpenBLAS's own setting, looked up: other BLAS libraries lack it
+  if (void* f = ::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")) reinterpret_cast<void (*)(int)>(f)(1);
+}
+[[maybe_unused]] const bool blas_registered = [] {
+  BlasHooks& h = blas_hooks();
+  h.sgemm = &cblas_s;
+  h.dgemm = &cblas_d;
+  h.single_thread = &blas_single_thread;
+  return true;
+}();
+}  // namespace
+}  // namespace vitiq::detail
+#endif

@@ -82,6 +82,9 @@ model and data:
   --no-flip               no random horizontal flips
   --dihedral              also random vertical flips and transposes (any of the 8 symmetries of
                           the square; grid-aligned crops stay on the JPEG grid)
+  --desaturate P          with probability P a training crop keeps only a uniform random share
+                          of its colour (mixed with its luma; default 0): colourfulness stops
+                          being a shortcut for the compression level
 optimisation (AIO0 / per-observer fine-tuning):
   --epochs N              AIO0 epochs (default 40)
   --finetune-epochs N     epochs per session in iterative mode (default 4)
@@ -120,7 +123,7 @@ struct Args {
   int shard_i = 0, shard_n = 1, crop_grid = 8, crops = 4, epochs = 40, finetune_epochs = 4, observer_epochs = 40,
       batch = 64, early_stop = 0, threads = 0, jobs = 0, val_every = 1, probe_iterations = 300, probe_views = 4;
   double lr = 1e-3, finetune_lr = 2e-4, weight_decay = 0.05, warmup = 1.0, sigma = 0.49, clip = 1.0, dropout = 0,
-         emb_dropout = 0, attn_dropout = 0, stochastic_depth = 0, smoothing = 0.1;
+         emb_dropout = 0, attn_dropout = 0, stochastic_depth = 0, smoothing = 0.1, desaturate = 0;
   bool flip = true, dihedral = false, resume = false, probe = true;
   std::uint64_t seed = 1;
 };
@@ -174,6 +177,10 @@ Args parse_args(int argc, char** argv) {
     else if (o == "--crops") a.crops = to_int(need(i), "--crops");
     else if (o == "--no-flip") a.flip = false;
     else if (o == "--dihedral") a.dihedral = true;
+    else if (o == "--desaturate") {
+      a.desaturate = to_double(need(i), "--desaturate");
+      if (!(a.desaturate >= 0 && a.desaturate <= 1)) usage_error("--desaturate needs a probability in [0, 1]");
+    }
     else if (o == "--epochs") a.epochs = to_int(need(i), "--epochs");
     else if (o == "--finetune-epochs") a.finetune_epochs = to_int(need(i), "--finetune-epochs");
     else if (o == "--observer-epochs") a.observer_epochs = to_int(need(i), "--observer-epochs");
@@ -358,7 +365,7 @@ struct Runner {
              const std::vector<vitiq::Stimulus>& val_set, const vitiq::TrainOptions& o, Overall* overall,
              vitiq::FitResult* out_result = nullptr) {
     const auto crops = repeat(train_set, a.crops);
-    vitiq::CropBatchSource<float> source(crops, C.image_size, {.grid = a.crop_grid, .hflip = a.flip, .dihedral = a.dihedral, .seed = o.seed});
+    vitiq::CropBatchSource<float> source(crops, C.image_size, {.grid = a.crop_grid, .hflip = a.flip, .dihedral = a.dihedral, .desaturate = a.desaturate, .seed = o.seed});
     vitiq::TileEvalSource<float> val(val_set, C.image_size);
     vitiq::Trainer<Model> trainer(model, o);
     // On a terminal one line is rewritten every 2 s; in a log file a line is added every 30 s.

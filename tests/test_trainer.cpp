@@ -230,3 +230,47 @@ TEST_CASE("training crops: on the grid, and --dihedral draws all 8 symmetries of
     }
   }
 }
+
+TEST_CASE("training crops: --desaturate mixes a crop with its luma by a random share, luma unchanged", "[train]") {
+  // A uniform orange stimulus: every output pixel must be luma + c (orig - luma) for one c in [0, 1]
+  // per crop, with the same luma.
+  vitiq::Stimulus s;
+  s.name = "orange";
+  s.height = s.width = 24;
+  s.rgb.resize(24 * 24 * 3);
+  for (std::size_t i = 0; i < s.rgb.size(); i += 3) s.rgb[i] = 200, s.rgb[i + 1] = 50, s.rgb[i + 2] = 10;
+  const std::vector<vitiq::Stimulus> one{s};
+  const float orig[3] = {200 / 255.f, 50 / 255.f, 10 / 255.f};
+  const float luma = 0.299f * orig[0] + 0.587f * orig[1] + 0.114f * orig[2];
+  constexpr int S = 16;
+  for (const double p : {0.0, 0.5, 1.0}) {
+    vitiq::CropBatchSource<float> source(one, S, {.grid = 8, .desaturate = p, .normalize = false, .seed = 7});
+    std::vector<float> img(3 * S * S);
+    int changed = 0;
+    float cmin = 2, cmax = -1;
+    for (std::uint64_t epoch = 0; epoch < 200; ++epoch) {
+      const std::size_t idx = 0;
+      double vote = 0;
+      source.fill(std::span(&idx, 1), epoch, img.data(), &vote);
+      const float c = (img[0] - luma) / (orig[0] - luma);
+      for (int i = 0; i < S * S; ++i) {
+        const float r = img[std::size_t(i)], g = img[std::size_t(S * S + i)], b = img[std::size_t(2 * S * S + i)];
+        CHECK(std::abs(0.299f * r + 0.587f * g + 0.114f * b - luma) < 1e-5f);
+        CHECK(std::abs(g - (luma + c * (orig[1] - luma))) < 1e-5f);
+        CHECK(std::abs(b - (luma + c * (orig[2] - luma))) < 1e-5f);
+      }
+      CHECK(c >= -1e-5f);
+      CHECK(c <= 1 + 1e-5f);
+      changed += std::abs(c - 1) > 1e-4f;
+      cmin = std::min(cmin, c), cmax = std::max(cmax, c);
+    }
+    CAPTURE(p, changed, cmin, cmax);
+    if (p == 0) CHECK(changed == 0);
+    if (p == 0.5) CHECK((changed > 70 && changed < 130));
+    if (p == 1) {
+      CHECK(changed == 200);
+      CHECK(cmin < 0.05f);  // shares spread over [0, 1]
+      CHECK(cmax > 0.95f);
+    }
+  }
+}

@@ -34,6 +34,9 @@ struct CropOptions {
   bool hflip = true;       ///< random horizontal flip
   bool dihedral = false;   ///< also a random vertical flip and transpose: any of the 8 symmetries of
                            ///< the square (a crop on the 8-pixel grid keeps its blocks on the grid)
+  double desaturate = 0;   ///< probability that a crop loses a uniform random share of its colour
+                           ///< (each pixel mixed with its BT.601 luma): colourfulness stops being a
+                           ///< cue for compression, the luma and its artefacts are unchanged
   bool normalize = true;   ///< ImageNet mean/std
   std::uint64_t seed = 0;  ///< with (epoch, index), fixes every crop and flip
 };
@@ -45,19 +48,27 @@ enum Symmetry : unsigned { kMirrorX = 1, kMirrorY = 2, kTranspose = 4 };
 
 /// Copy the crop (top, left, S x S) of s into out [3, S, S] under the symmetry `sym` (Symmetry bits),
 /// normalised with the ImageNet mean and std if asked.
+/// `colour` in [0, 1] keeps that share of each pixel's colour: p = luma + colour * (p - luma), with
+/// luma = 0.299 R + 0.587 G + 0.114 B (1 = the pixels as they are).
 template <class T>
-void crop_to_chw(const Stimulus& s, int top, int left, int S, unsigned sym, bool normalize, T* out) {
+void crop_to_chw(const Stimulus& s, int top, int left, int S, unsigned sym, bool normalize, T* out,
+                 float colour = 1.0f) {
   constexpr std::array<float, 3> mean{0.485f, 0.456f, 0.406f}, stdv{0.229f, 0.224f, 0.225f};
-  for (int c = 0; c < 3; ++c)
-    for (int y = 0; y < S; ++y)
-      for (int x = 0; x < S; ++x) {
-        int u = (sym & kTranspose) ? x : y, v = (sym & kTranspose) ? y : x;  // source row, column
-        if (sym & kMirrorX) v = S - 1 - v;
-        if (sym & kMirrorY) u = S - 1 - u;
-        const float p = float(s.rgb[(std::size_t(top + u) * std::size_t(s.width) + std::size_t(left + v)) * 3 + std::size_t(c)]) / 255.0f;
-        out[(std::size_t(c) * S + std::size_t(y)) * S + std::size_t(x)] =
-            T(normalize ? (p - mean[std::size_t(c)]) / stdv[std::size_t(c)] : p);
+  for (int y = 0; y < S; ++y)
+    for (int x = 0; x < S; ++x) {
+      int u = (sym & kTranspose) ? x : y, v = (sym & kTranspose) ? y : x;  // source row, column
+      if (sym & kMirrorX) v = S - 1 - v;
+      if (sym & kMirrorY) u = S - 1 - u;
+      const std::uint8_t* px = &s.rgb[(std::size_t(top + u) * std::size_t(s.width) + std::size_t(left + v)) * 3];
+      std::array<float, 3> p{float(px[0]) / 255.0f, float(px[1]) / 255.0f, float(px[2]) / 255.0f};
+      if (colour != 1.0f) {
+        const float luma = 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2];
+        for (float& q : p) q = luma + colour * (q - luma);
       }
+      for (std::size_t c = 0; c < 3; ++c)
+        out[(c * std::size_t(S) + std::size_t(y)) * std::size_t(S) + std::size_t(x)] =
+            T(normalize ? (p[c] - mean[c]) / stdv[c] : p[c]);
+    }
 }
 }  // namespace detail
 
@@ -87,7 +98,9 @@ class CropBatchSource : public BatchSource<T> {
       const int top = int(rng.below(std::uint64_t(rows))) * g, left = int(rng.below(std::uint64_t(cols))) * g;
       unsigned sym = (opt_.hflip && rng.uniform() < 0.5) ? detail::kMirrorX : 0u;
       if (opt_.dihedral) sym |= unsigned(rng.below(4)) << 1;  // mirror rows, transpose
-      detail::crop_to_chw(s, top, left, S_, sym, opt_.normalize, images + b * per);
+      float colour = 1.0f;
+      if (opt_.desaturate > 0 && rng.uniform() < opt_.desaturate) colour = float(rng.uniform());
+      detail::crop_to_chw(s, top, left, S_, sym, opt_.normalize, images + b * per, colour);
       votes[b] = s.vote;
     }
   }

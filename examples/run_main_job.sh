@@ -8,7 +8,9 @@
 #      observer: its head fitted on AIO0's features (linear probe), then fine-tuned from AIO0
 #      session by session, the best stage on the observer's validation votes kept; observers train
 #      in parallel, one per core (preset `aio`, 64-pixel native crops on the JPEG grid, predictions
-#      averaged over the 16 tiles of a stimulus). AIO0 is validated only after its last epoch
+#      averaged over the 16 tiles of a stimulus; training crops lose a random share of their
+#      colour, --desaturate 1, so that colourfulness is no shortcut for the compression level:
+#      see docs/workflow.md). AIO0 is validated only after its last epoch
 #      (--val-every 30), so the model kept is the end of the cosine schedule: its validation split
 #      holds one or two scenes, and choosing an earlier epoch on them can choose an under-trained
 #      model.
@@ -39,7 +41,7 @@ stamp "built"
 stamp "data set in $work/study"
 # shellcheck disable=SC2086
 "$bin/vitiq-train" --data "$work/study" --out "$work/runs" --mode pipeline --preset aio --seed "$seed" \
-  --epochs 30 --crops 2 --finetune-epochs 3 --val-every 30 ${VITIQ_TRAIN_ARGS:-}
+  --epochs 30 --crops 2 --finetune-epochs 3 --val-every 30 --desaturate 1 ${VITIQ_TRAIN_ARGS:-}
 stamp "models in $work/runs"
 "$bin/vitiq-eval" --data "$work/study" --runs "$work/runs" --out "$work/report" --preset aio
 stamp "done; the report is in $work/report (summary.json, per_aio.csv, figures *.png)"

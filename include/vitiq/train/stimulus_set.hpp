@@ -1,8 +1,8 @@
 // vitiq/train/stimulus_set.hpp -- decoded stimuli held in memory, and the two views a quality
 // model needs of them: random native-resolution crops for training (offsets on the 8-pixel JPEG
-// grid, optional horizontal flip or any symmetry of the square, no rescaling: compression
-// artefacts stay intact) and all
-// grid-aligned tiles for evaluation (predictions averaged over the tiles of a stimulus).
+// grid, optional horizontal flip or any symmetry of the square, optional loss of a random share
+// of the colour, no rescaling: compression artefacts stay intact) and all grid-aligned tiles for
+// evaluation (predictions averaged over the tiles of a stimulus).
 //
 // Randomness of a crop comes from (seed, epoch, sample index) only, so batches do not depend on
 // thread count or on which samples were drawn before.

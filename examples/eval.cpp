@@ -1,14 +1,15 @@
 // examples/eval.cpp -- vitiq-eval: evaluate the artificial individual observers (AIOs) of a
 // training run on the test split of their study, beside the baselines a useful AIO must beat.
 //
-//   vitiq-eval --data STUDY --runs RUNS --out REPORT [--preset aio] [--threads N]
+//   vitiq-eval --data STUDY --runs RUNS --out REPORT [--preset aio] [--tta 1|2|8] [--threads N]
 //
 // Runs every model of RUNS (observer_<id>/best.safetensors and aio0/best.safetensors, as
 // vitiq-train writes them) on the test stimuli of STUDY (all non-overlapping tiles of a stimulus,
 // probabilities averaged), then vitiq::eval::evaluate_run() computes per AIO the metrics against
 // its observer's test votes, the model x observer cross accuracy, the panel against the MOS, and
 // the baselines (majority vote, image-blind Q look-up, self-agreement, Bayes ceiling from
-// STUDY/ground_truth.json). REPORT receives summary.json, CSV files and PNG figures (cairo, via
+// STUDY/ground_truth.json; with STUDY/ground_truth_stimuli.csv also each AIO's accuracy expected
+// under its observer's true vote distributions, free of the test votes' sampling noise). REPORT receives summary.json, CSV files and PNG figures (cairo, via
 // examples/plot/figures.hpp); a table is printed at the end.
 // Exit status: 0 done, 1 error (one line on stderr), 2 usage error.
 #include <chrono>
@@ -46,6 +47,9 @@ required:
                   panel.csv, mos_test.csv, confusion_<aio>.csv, predictions.csv and PNG figures
 options:
   --preset NAME   model configuration of the weights: tiny, cifar, aio (default), iqa, seed
+  --tta N         views per tile: 1 (the tile as it is, default), 2 (also mirrored left-right,
+                  the flip of training crops), 8 (every symmetry of the square); a stimulus'
+                  probabilities are the mean over all its views
   --threads N     OpenMP threads (default: all cores)
   -h, --help      this text
 )";
@@ -54,6 +58,7 @@ struct Args {
   fs::path data, runs, out;
   std::string preset = "aio";
   int threads = 0;
+  int tta = 1;
 };
 
 [[noreturn]] void usage_error(const std::string& what) {
@@ -74,7 +79,11 @@ Args parse_args(int argc, char** argv) {
     else if (o == "--runs") a.runs = need(i);
     else if (o == "--out") a.out = need(i);
     else if (o == "--preset") a.preset = need(i);
-    else if (o == "--threads") {
+    else if (o == "--tta") {
+      const std::string v = need(i);
+      if (v != "1" && v != "2" && v != "8") usage_error("--tta needs 1, 2 or 8, got '" + v + "'");
+      a.tta = std::stoi(v);
+    } else if (o == "--threads") {
       const std::string v = need(i);
       std::size_t used = 0;
       try { a.threads = std::stoi(v, &used); } catch (...) { used = 0; }
@@ -126,7 +135,8 @@ void load(Model& model, const ev::ModelRun& run, const std::string& preset) {
 /// size, averaged). All weights are checked before any image is decoded.
 template <vitiq::Config C>
 std::vector<ev::ModelPredictions> predict_all(const std::vector<ev::ModelRun>& runs, const fs::path& data,
-                                              const std::vector<std::string>& names, const std::string& preset) {
+                                              const std::vector<std::string>& names, const std::string& preset,
+                                              int tta) {
   for (const auto& run : runs) {
     vitiq::ViT<C> model({}, 1);
     load(model, run, preset);
@@ -136,7 +146,7 @@ std::vector<ev::ModelPredictions> predict_all(const std::vector<ev::ModelRun>& r
     if (s.height < C.image_size || s.width < C.image_size)
       throw vitiq::Error("image '" + s.name + "' is " + std::to_string(s.width) + " x " + std::to_string(s.height) +
                          ", smaller than the " + std::to_string(C.image_size) + "-pixel input of preset " + preset);
-  vitiq::TileEvalSource<float> source(stimuli, C.image_size);
+  vitiq::TileEvalSource<float> source(stimuli, C.image_size, true, tta);
   std::size_t tiles = 0;
   for (std::size_t i = 0; i < source.size(); ++i) tiles += source.views(i);
   std::vector<ev::ModelPredictions> out;
@@ -150,7 +160,7 @@ std::vector<ev::ModelPredictions> predict_all(const std::vector<ev::ModelRun>& r
     for (const auto& s : stimuli) p.images.push_back(s.name);
     p.probabilities = vitiq::predict_probabilities(model, source);
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("  %-16s %zu stimuli, %zu tiles in %.1f s (%.0f tiles/s)\n", run.name.c_str(), stimuli.size(), tiles, sec,
+    std::printf("  %-16s %zu stimuli, %zu views in %.1f s (%.0f views/s)\n", run.name.c_str(), stimuli.size(), tiles, sec,
                 double(tiles) / std::max(sec, 1e-9));
     std::fflush(stdout);
     out.push_back(std::move(p));
@@ -312,7 +322,9 @@ int run(const Args& a) {
   if (runs.empty())
     throw vitiq::Error("no AIOs found in '" + a.runs.string() + "' (expected observer_<id>/best.safetensors or aio0/best.safetensors)");
   const fs::path gt_path = a.data / "ground_truth.json";
-  const ev::GroundTruth truth = ev::read_ground_truth(gt_path);
+  ev::GroundTruth truth = ev::read_ground_truth(gt_path);
+  const fs::path gt_stimuli_path = a.data / "ground_truth_stimuli.csv";
+  const std::size_t stimulus_truth = ev::read_stimulus_truth(gt_stimuli_path, truth);
   const std::vector<std::string> names = ev::test_images(study);
   if (names.empty()) throw vitiq::Error((a.data / "split.csv").string() + ": no rated stimulus has split 'test'");
 
@@ -323,8 +335,10 @@ int run(const Args& a) {
   std::printf("ground truth: %s\n", fs::exists(gt_path, fe)
                                         ? (gt_path.string() + " (" + std::to_string(truth.size()) + " observers read)").c_str()
                                         : "none (no ground_truth.json: ceiling n/a)");
+  if (stimulus_truth)
+    std::printf("per-stimulus ground truth: %s (%zu observers)\n", gt_stimuli_path.string().c_str(), stimulus_truth);
   std::fflush(stdout);
-  const auto predictions = predict_all<C>(runs, a.data, names, a.preset);
+  const auto predictions = predict_all<C>(runs, a.data, names, a.preset, a.tta);
 
   const ev::StudyEvaluation e = ev::evaluate_run(study, predictions, truth);
   namespace js = vitiq::json;
@@ -332,6 +346,7 @@ int run(const Args& a) {
   settings.set("data", js::Value::make_string(fs::absolute(a.data).string()));
   settings.set("runs", js::Value::make_string(fs::absolute(a.runs).string()));
   settings.set("preset", js::Value::make_string(a.preset));
+  settings.set("tta", js::Value::make_number(a.tta));
   settings.set("ground_truth", fs::exists(gt_path, fe) ? js::Value::make_string(fs::absolute(gt_path).string()) : js::Value());
   js::Value training = js::Value::make_object();  // per model: the epoch whose weights were kept
   for (const auto& r : runs) {

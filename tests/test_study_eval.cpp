@@ -415,3 +415,86 @@ TEST_CASE("read_study, find_models and read_training_curve read a study and a ru
   CHECK(ev::read_training_curve(d / "runs" / "aio0").epochs.empty());
   fs::remove_all(d);
 }
+
+// Per-stimulus ground truth (ground_truth_stimuli.csv) of observer 1 on its test stimuli:
+//   g [.5 .3 .2 0 0]   Bayes vote 1    observer 1's votes 1, 2   AIO predicts 1   Q look-up 1
+//   h [0 .25 .5 .25 0] Bayes vote 3    vote 3                    AIO 3            Q look-up 3
+//   i [0 0 0 .6 .4]    Bayes vote 4    vote 5                    AIO 5            Q look-up 4
+//   j [0 0 .3 .3 .4]   Bayes vote 5    vote 4                    AIO 4            Q look-up 3
+// Over the five test votes (g counts twice): the Bayes predictor hits g's 1 and h: 2/5 realised,
+// expected (.5 + .5 + .5 + .6 + .4) / 5 = 0.5; the AIO's expected accuracy (.5 + .5 + .5 + .4 +
+// .3) / 5 = 0.44, 0.44 / 0.9 of the ceiling; the Q look-up's (.5 + .5 + .5 + .6 + .3) / 5 = 0.48.
+// Observer 2 rated k, which has no row: its numbers stay NaN and a warning says why.
+TEST_CASE("read_stimulus_truth and the expected accuracies of evaluate_run", "[study_eval]") {
+  const fs::path dir = temp_dir("stimulus_truth");
+  const std::string header = "image,split,obs1_p1,obs1_p2,obs1_p3,obs1_p4,obs1_p5,obs2_p1,obs2_p2,obs2_p3,obs2_p4,obs2_p5\n";
+  write(dir / "gt.csv", header +
+                            "g_I1_Q5.jpeg,test,0.5,0.3,0.2,0,0,0,1,0,0,0\n"
+                            "h_I3_Q20.jpeg,test,0,0.25,0.5,0.25,0,0,0,1,0,0\n"
+                            "i_I5_Q80.jpeg,test,0,0,0,0.6,0.4,0,0,0,1,0\n"
+                            "j_I4_Q40.jpeg,test,0,0,0.3,0.3,0.4,0.2,0.2,0.2,0.2,0.2\n"
+                            "v_I2_Q15.jpeg,val,0,1,0,0,0,0,1,0,0,0\n");
+  ev::GroundTruth truth = hand_truth();
+  REQUIRE(ev::read_stimulus_truth(dir / "gt.csv", truth) == 2);
+  REQUIRE(truth.at("1").stimulus_probabilities.size() == 5);
+  CHECK(truth.at("1").stimulus_probabilities.at("h_I3_Q20.jpeg") == std::vector<double>{0, 0.25, 0.5, 0.25, 0});
+  CHECK(truth.at("1").bayes_ceiling == 0.9);  // what ground_truth.json gave is kept
+  CHECK(std::isnan(truth.at("2").bayes_ceiling));
+
+  const auto models = hand_models();
+  const ev::StudyEvaluation e = ev::evaluate_run(hand_study(), models, truth);
+  const auto& b1 = e.baselines[0];
+  CHECK(b1.bayes_realized_accuracy == Approx(0.4));
+  CHECK(b1.bayes_expected_accuracy == Approx(0.5));
+  CHECK(b1.q_lookup_expected_accuracy == Approx(0.48));
+  CHECK(e.aios[0].expected_accuracy == Approx(0.44));
+  CHECK(e.aios[0].expected_share_of_ceiling == Approx(0.44 / 0.9));
+  CHECK(std::isnan(e.baselines[1].bayes_realized_accuracy));
+  CHECK(std::isnan(e.aios[1].expected_accuracy));
+  CHECK(std::isnan(e.aios[2].expected_accuracy));  // AIO0 has no observer
+  bool warned = false;
+  for (const auto& w : e.warnings) warned |= w == "observer 2: the per-stimulus ground truth lacks a test stimulus";
+  CHECK(warned);
+  const std::string table = ev::format_table(e);
+  CHECK(table.find("observer_1       expected exact 0.440 = 48.9% of the ceiling (Q look-up 0.480); the Bayes predictor "
+                   "scores 0.400 on these votes (expected 0.500)") != std::string::npos);
+  ev::write_report(e, dir / "report");
+  const auto per_aio = ev::detail::read_csv_table(dir / "report" / "per_aio.csv");
+  REQUIRE(per_aio.rows.size() == 3);
+  const auto cell = [&](const char* column) {
+    REQUIRE(per_aio.column(column) >= 0);
+    return std::stod(per_aio.rows[0][std::size_t(per_aio.column(column))]);
+  };
+  CHECK(cell("expected_accuracy") == Approx(0.44));
+  CHECK(cell("expected_share_of_ceiling") == Approx(0.44 / 0.9));
+  CHECK(cell("bayes_realized_accuracy") == Approx(0.4));
+  CHECK(cell("bayes_expected_accuracy") == Approx(0.5));
+  CHECK(cell("q_lookup_expected_accuracy") == Approx(0.48));
+
+  SECTION("no file: nothing read, nothing changed") {
+    ev::GroundTruth t = hand_truth();
+    CHECK(ev::read_stimulus_truth(dir / "none.csv", t) == 0);
+    CHECK(t.at("1").stimulus_probabilities.empty());
+  }
+  SECTION("bad files name file, line and column") {
+    ev::GroundTruth t;
+    const auto message = [&](const std::string& text) {
+      write(dir / "bad.csv", text);
+      try {
+        ev::read_stimulus_truth(dir / "bad.csv", t);
+      } catch (const vitiq::FormatError& x) {
+        return std::string(x.what());
+      }
+      return std::string("no error");
+    };
+    const std::string bad = (dir / "bad.csv").string();
+    CHECK(message("image,obs1_p1,obs1_p2,obs1_p3,obs1_p4\ng.jpeg,1,0,0,0\n") == bad + ":1: observer 1 has no column 'obs1_p5'");
+    CHECK(message("image,obs1_p1,obs1_p2,obs1_p3,obs1_p4,obs1_p5\ng.jpeg,1,0,0,0,0\nh.jpeg,0.5,x,0,0,0\n") ==
+          bad + ":3: column 'obs1_p2': 'x' is not a probability");
+    CHECK(message("image,obs1_p1,obs1_p2,obs1_p3,obs1_p4,obs1_p5\ng.jpeg,1.5,0,0,0,0\n") ==
+          bad + ":2: column 'obs1_p1': '1.5' is not a probability");
+    CHECK(message("image,obs1_p1,obs1_p2,obs1_p3,obs1_p4,obs1_p5\ng.jpeg,0.5,0.4,0,0,0\n").rfind(
+              bad + ":2: observer 1's probabilities sum to 0.9", 0) == 0);
+    CHECK(message("file,obs1_p1\n") == bad + ":1: missing column 'image'");
+  }
+}

@@ -252,6 +252,10 @@ struct GroundTruthObserver {
   double bayes_ceiling = kNaN;            ///< best achievable exact accuracy on the test split
   double expected_self_agreement = kNaN;  ///< expected exact agreement of two votes on one stimulus
   double q_lookup_accuracy = kNaN;        ///< the generator's own image-blind Q look-up accuracy (test)
+  /// image -> the observer's true vote distribution on it [K] (read_stimulus_truth(); empty when
+  /// the study has no per-stimulus ground truth). With it, evaluate_run() separates a model's own
+  /// error from the sampling noise of the test votes.
+  std::map<std::string, std::vector<double>> stimulus_probabilities;
 };
 
 /// @brief Observer id -> ground truth. Empty when the study has none.
@@ -397,6 +401,57 @@ inline GroundTruth read_ground_truth(const std::filesystem::path& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_ground_truth(json::parse(ss.str(), path.string()));
+}
+
+/// @brief Add the per-stimulus ground truth of a simulated study to `truth`: the CSV at `path`
+/// (vitiq-make-dataset's ground_truth_stimuli.csv) has a column "image" and, per observer id, the
+/// columns obs<id>_p1 .. obs<id>_p<K> with that observer's probability of each vote on the image.
+/// Observers missing from `truth` are added. Returns the number of observers read (0 when the file
+/// does not exist, `truth` then unchanged).
+/// @throws IoError when the file exists but cannot be read; FormatError naming file, line and
+/// column for a missing "image" column, an incomplete set of obs<id>_p columns, a field that is not
+/// a number, a probability outside [0, 1] or a row whose probabilities do not sum to 1 (+-1e-3).
+inline std::size_t read_stimulus_truth(const std::filesystem::path& path, GroundTruth& truth, int K = 5) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return 0;
+  const auto t = detail::read_csv_table(path, {"image"});
+  const std::size_t ci = std::size_t(t.column("image"));
+  std::map<std::string, std::vector<int>> columns;  // observer id -> column of p_1 .. p_K (-1 missing)
+  for (std::size_t c = 0; c < t.header.size(); ++c) {
+    const std::string& h = t.header[c];
+    const auto p = h.rfind("_p");
+    int k = 0;
+    if (h.rfind("obs", 0) != 0 || p == std::string::npos || p <= 3 || !detail::parse_int(h.substr(p + 2), k) || k < 1 || k > K)
+      continue;
+    auto& cols = columns[h.substr(3, p - 3)];
+    cols.resize(std::size_t(K), -1);
+    cols[std::size_t(k - 1)] = int(c);
+  }
+  for (const auto& [id, cols] : columns)
+    for (int k = 0; k < K; ++k)
+      if (cols[std::size_t(k)] < 0)
+        throw FormatError(path.string() + ":1: observer " + id + " has no column 'obs" + id + "_p" + std::to_string(k + 1) + "'");
+  std::map<std::string, std::map<std::string, std::vector<double>>> read;
+  for (std::size_t i = 0; i < t.rows.size(); ++i) {
+    const auto& row = t.rows[i];
+    const std::string where = path.string() + ":" + std::to_string(t.line[i]) + ": ";
+    for (const auto& [id, cols] : columns) {
+      std::vector<double> p(static_cast<std::size_t>(K));
+      double sum = 0;
+      for (int k = 0; k < K; ++k) {
+        const std::string& field = row[std::size_t(cols[std::size_t(k)])];
+        const std::string name = t.header[std::size_t(cols[std::size_t(k)])];
+        if (!detail::parse_double(field, p[std::size_t(k)]) || !(p[std::size_t(k)] >= 0 && p[std::size_t(k)] <= 1))
+          throw FormatError(where + "column '" + name + "': '" + field + "' is not a probability");
+        sum += p[std::size_t(k)];
+      }
+      if (std::abs(sum - 1) > 1e-3)
+        throw FormatError(where + "observer " + id + "'s probabilities sum to " + std::to_string(sum) + ", not 1");
+      read[id][row[ci]] = std::move(p);
+    }
+  }
+  for (auto& [id, m] : read) truth[id].stimulus_probabilities = std::move(m);
+  return columns.size();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -568,6 +623,16 @@ struct ObserverBaselines {
   ClassificationReport q_lookup{}; ///< the Q look-up (QLookup fit on the train votes)
   SelfAgreement self;              ///< self_agreement()
   GroundTruthObserver truth;       ///< from ground_truth.json, NaN when absent
+  /// With per-stimulus ground truth (truth.stimulus_probabilities covering every test stimulus the
+  /// observer rated), else NaN: the Bayes predictor (arg-max of the true vote distribution) scored
+  /// against the observer's actual test votes, and its expected accuracy (the mean largest
+  /// probability: the Bayes ceiling of these test votes). Their difference is the luck of the draw
+  /// of the test votes, which no model can do anything about.
+  double bayes_realized_accuracy = kNaN;
+  double bayes_expected_accuracy = kNaN;  ///< see bayes_realized_accuracy
+  /// The Q look-up's exact accuracy in expectation over the observer's vote noise (mean true
+  /// probability of its vote), NaN without per-stimulus ground truth or Q look-up.
+  double q_lookup_expected_accuracy = kNaN;
 };
 
 /// @brief One model's evaluation.
@@ -581,6 +646,12 @@ struct AioEvaluation {
   /// each test stimulus (file name _I<band>_; stimuli without a band in 1..K are left out).
   ClassificationReport report{};
   double share_of_ceiling = kNaN;   ///< report.exact_accuracy / Bayes ceiling (NaN if unknown)
+  /// With per-stimulus ground truth, else NaN: the exact accuracy the model's arg-max votes have in
+  /// expectation over the observer's vote noise (mean true probability of the predicted vote over
+  /// the observer's test votes), and its share of the Bayes ceiling. Free of the sampling noise of
+  /// the test votes (+-0.03 for 300 votes), so it shows the model's own distance to the ceiling.
+  double expected_accuracy = kNaN;
+  double expected_share_of_ceiling = kNaN;  ///< expected_accuracy / Bayes ceiling
 };
 
 /// @brief The panel: the per-observer AIOs averaged, against the MOS of the test stimuli.
@@ -739,6 +810,27 @@ inline StudyEvaluation evaluate_run(const Study& study, std::span<const ModelPre
     if (train_votes[o].empty()) b.majority = evaluate_votes({}, {}, {}, K);
     b.self = self_agreement(study, b.observer);
     if (const auto it = truth.find(b.observer); it != truth.end()) b.truth = it->second;
+    if (const auto& sp = b.truth.stimulus_probabilities; !sp.empty() && !tv.empty()) {
+      double realized = 0, expected = 0, lookup = 0;
+      bool complete = true;
+      for (std::size_t i = 0; i < tv.size() && complete; ++i) {
+        const auto it = sp.find(ev.test_images[ts[i]]);
+        if (it == sp.end() || it->second.size() != k) { complete = false; break; }
+        const auto& p = it->second;
+        const std::size_t best = std::size_t(std::max_element(p.begin(), p.end()) - p.begin());
+        realized += double(int(best) + 1 == tv[i]);
+        expected += p[best];
+        const int q_vote = b.q_lookup_available ? b.q_predictions[ts[i]] : 0;
+        if (q_vote >= 1 && q_vote <= K) lookup += p[std::size_t(q_vote - 1)];
+      }
+      if (complete) {
+        b.bayes_realized_accuracy = realized / double(tv.size());
+        b.bayes_expected_accuracy = expected / double(tv.size());
+        if (b.q_lookup_available) b.q_lookup_expected_accuracy = lookup / double(tv.size());
+      } else {
+        ev.warnings.push_back("observer " + b.observer + ": the per-stimulus ground truth lacks a test stimulus");
+      }
+    }
     ev.baselines.push_back(std::move(b));
   }
 
@@ -783,7 +875,19 @@ inline StudyEvaluation evaluate_run(const Study& study, std::span<const ModelPre
       ev.warnings.push_back("model " + m.name + ": observer '" + m.observer + "' has no ratings in the study");
     }
     a.report = evaluate_votes(tv, pv, xv, K);
-    if (const ObserverBaselines* b = ev.baselines_of(a)) a.share_of_ceiling = a.report.exact_accuracy / b->truth.bayes_ceiling;
+    if (const ObserverBaselines* b = ev.baselines_of(a)) {
+      a.share_of_ceiling = a.report.exact_accuracy / b->truth.bayes_ceiling;
+      if (!std::isnan(b->bayes_expected_accuracy)) {  // every test stimulus of the observer has its truth
+        const auto& sp = b->truth.stimulus_probabilities;
+        std::vector<int> votes;
+        std::vector<std::size_t> ts;
+        flat(std::size_t(ev.observer_index(a.observer)), votes, ts);
+        double expected = 0;
+        for (std::size_t s : ts) expected += sp.at(ev.test_images[s])[std::size_t(a.predicted[s] - 1)];
+        a.expected_accuracy = expected / double(ts.size());
+        a.expected_share_of_ceiling = a.expected_accuracy / b->truth.bayes_ceiling;
+      }
+    }
     ev.aios.push_back(std::move(a));
   }
 
@@ -898,8 +1002,10 @@ inline std::string fd(double v) { return format_double(v); }
 /// "warnings", "observer_baselines": {id: {train_votes, test_votes, majority_vote, majority
 /// (report), q_lookup_available, q_table {Q: vote}, q_lookup (report), self_agreement {pairs,
 /// exact, within_one, rmse}, ground_truth {bayes_ceiling, expected_self_agreement,
-/// q_lookup_accuracy}}}, "aios": [{name, observer, target ("observer votes"|"band"), report,
-/// share_of_ceiling, vs_q_lookup, vs_majority}], "cross_accuracy": {rows: [names], columns:
+/// q_lookup_accuracy, bayes_realized_accuracy, bayes_expected_accuracy,
+/// q_lookup_expected_accuracy}}}, "aios": [{name,
+/// observer, target ("observer votes"|"band"), report, share_of_ceiling, expected_accuracy,
+/// expected_share_of_ceiling, vs_q_lookup, vs_majority}], "cross_accuracy": {rows: [names], columns:
 /// [ids], values [M][O]}, "panel": {members, argmax, expected, q_lookup: {n, plcc, srcc, krcc,
 /// rmse}}, "rating_distribution": {id: [B][K]}} plus `extra` members appended at the end
 /// (e.g. the program's settings). NaN is null.
@@ -932,6 +1038,9 @@ inline json::Value summary_json(const StudyEvaluation& ev, const std::vector<std
     gt.set("bayes_ceiling", jnum(b.truth.bayes_ceiling));
     gt.set("expected_self_agreement", jnum(b.truth.expected_self_agreement));
     gt.set("q_lookup_accuracy", jnum(b.truth.q_lookup_accuracy));
+    gt.set("bayes_realized_accuracy", jnum(b.bayes_realized_accuracy));
+    gt.set("bayes_expected_accuracy", jnum(b.bayes_expected_accuracy));
+    gt.set("q_lookup_expected_accuracy", jnum(b.q_lookup_expected_accuracy));
     o.set("ground_truth", gt);
     base.set(b.observer, o);
   }
@@ -945,6 +1054,8 @@ inline json::Value summary_json(const StudyEvaluation& ev, const std::vector<std
     o.set("target", jstr(a.observer.empty() ? "band" : "observer votes"));
     o.set("report", detail::jreport(a.report));
     o.set("share_of_ceiling", jnum(a.share_of_ceiling));
+    o.set("expected_accuracy", jnum(a.expected_accuracy));
+    o.set("expected_share_of_ceiling", jnum(a.expected_share_of_ceiling));
     const ObserverBaselines* b = ev.baselines_of(a);
     o.set("vs_q_lookup", jnum(b ? a.report.exact_accuracy - b->q_lookup.exact_accuracy : kNaN));
     o.set("vs_majority", jnum(b ? a.report.exact_accuracy - b->majority.exact_accuracy : kNaN));
@@ -996,7 +1107,10 @@ inline std::string join_votes(const std::vector<int>& votes) {
 ///    numbers, share_of_ceiling, and beside them the observer's baselines (majority vote and its
 ///    accuracy, Q look-up accuracy / within-one / MAE / kappa, self-agreement pairs / exact /
 ///    within-one / RMSE, ground-truth Bayes ceiling, expected self-agreement, generator's Q
-///    look-up accuracy) and the differences vs the Q look-up and the majority;
+///    look-up accuracy), the differences vs the Q look-up and the majority, and with per-stimulus
+///    ground truth the expected accuracy and its share of the ceiling, the Bayes predictor's
+///    realised and expected accuracy on the observer's test votes and the Q look-up's expected
+///    accuracy;
 ///  - cross_accuracy.csv: aio, then observer_<id> per observer: cross[m][o];
 ///  - panel.csv: predictor (aio_argmax_mean | aio_expected_mean | q_lookup_mean), members, n,
 ///    plcc, srcc, krcc, rmse;
@@ -1022,7 +1136,8 @@ inline void write_report(const StudyEvaluation& ev, const std::filesystem::path&
         "majority_vote", "majority_accuracy", "q_lookup_accuracy", "q_lookup_within_one", "q_lookup_mae",
         "q_lookup_kappa", "self_agreement_pairs", "self_agreement_exact", "self_agreement_within_one",
         "self_agreement_rmse", "bayes_ceiling", "expected_self_agreement", "truth_q_lookup_accuracy",
-        "accuracy_minus_q_lookup", "accuracy_minus_majority"};
+        "accuracy_minus_q_lookup", "accuracy_minus_majority", "expected_accuracy", "expected_share_of_ceiling",
+        "bayes_realized_accuracy", "bayes_expected_accuracy", "q_lookup_expected_accuracy"};
     std::vector<std::vector<std::string>> rows;
     for (const auto& a : ev.aios) {
       const auto& r = a.report;
@@ -1040,7 +1155,9 @@ inline void write_report(const StudyEvaluation& ev, const std::filesystem::path&
                       fd(x.self.within_one), fd(x.self.rmse), fd(x.truth.bayes_ceiling),
                       fd(x.truth.expected_self_agreement), fd(x.truth.q_lookup_accuracy),
                       fd(b ? r.exact_accuracy - x.q_lookup.exact_accuracy : nan),
-                      fd(b ? r.exact_accuracy - x.majority.exact_accuracy : nan)});
+                      fd(b ? r.exact_accuracy - x.majority.exact_accuracy : nan), fd(a.expected_accuracy),
+                      fd(a.expected_share_of_ceiling), fd(x.bayes_realized_accuracy), fd(x.bayes_expected_accuracy),
+                      fd(x.q_lookup_expected_accuracy)});
     }
     write_csv(dir / "per_aio.csv", header, rows);
   }
@@ -1107,8 +1224,9 @@ inline void write_report(const StudyEvaluation& ev, const std::filesystem::path&
 /// @brief The terminal summary: one line per model with exact accuracy, within +-1, MAE (arg-max),
 /// quadratic kappa, PLCC (expected vote), and beside them the observer's Q look-up accuracy with
 /// the difference, the majority-vote accuracy, the self-agreement (exact), the Bayes ceiling and
-/// the share of it reached; then the panel lines. "n/a" for unavailable numbers. AIO0's line is
-/// scored against the JPEG band.
+/// the share of it reached; with per-stimulus ground truth one line per AIO with its expected
+/// accuracy and the Bayes predictor's score on the same votes; then the panel lines. "n/a" for
+/// unavailable numbers. AIO0's line is scored against the JPEG band.
 inline std::string format_table(const StudyEvaluation& ev) {
   const auto num = [](double v, int prec = 3) {
     if (std::isnan(v)) return std::string("n/a");
@@ -1153,6 +1271,22 @@ inline std::string format_table(const StudyEvaluation& ev) {
   for (auto w : width) total += w + 2;
   out += std::string(total - 2, '-') + "\n";
   for (const auto& r : rows) line(r);
+  bool truth_lines = false;
+  for (const auto& a : ev.aios) {
+    if (std::isnan(a.expected_accuracy)) continue;
+    const ObserverBaselines* b = ev.baselines_of(a);
+    if (!truth_lines)
+      out += "\nagainst the true vote distributions (per-stimulus ground truth: no sampling noise of the test votes):\n";
+    truth_lines = true;
+    char line_text[300];
+    std::snprintf(line_text, sizeof line_text,
+                  "  %-16s expected exact %s = %s%% of the ceiling (Q look-up %s); the Bayes predictor scores %s "
+                  "on these votes (expected %s)\n",
+                  a.name.c_str(), num(a.expected_accuracy).c_str(), num(a.expected_share_of_ceiling * 100, 1).c_str(),
+                  num(b->q_lookup_expected_accuracy).c_str(), num(b->bayes_realized_accuracy).c_str(),
+                  num(b->bayes_expected_accuracy).c_str());
+    out += line_text;
+  }
   out += "\npanel vs MOS (" + std::to_string(ev.test_images.size()) + " test stimuli, " +
          std::to_string(ev.panel.members.size()) + " AIOs):\n";
   const auto panel = [&](const char* name, const PanelReport& p) {

@@ -112,35 +112,49 @@ class CropBatchSource : public BatchSource<T> {
 };
 
 /// @brief Evaluation views: all non-overlapping S x S tiles of each stimulus (a 256-pixel stimulus
-/// and S = 64 give 16 tiles); the prediction of a stimulus is the mean over its tiles.
+/// and S = 64 give 16 tiles), each seen under `symmetries` symmetries of the square (1: as it is;
+/// 2: also mirrored left-right, the flip training crops get; 8: all of the dihedral group); the
+/// prediction of a stimulus is the mean over its views. Mirrors and transposes keep every tile on
+/// the JPEG grid, so test-time symmetries average out the noise of a single view without showing the
+/// model artefacts it has not seen in training.
 template <class T>
 class TileEvalSource : public EvalSource<T> {
  public:
-  /// @brief Views of `stimuli` (kept by reference) as S x S tiles, ImageNet-normalised if asked.
-  TileEvalSource(const std::vector<Stimulus>& stimuli, int S, bool normalize = true)
-      : stimuli_(stimuli), S_(S), normalize_(normalize) {}
+  /// @brief Views of `stimuli` (kept by reference) as S x S tiles, ImageNet-normalised if asked;
+  /// `symmetries` is 1, 2 or 8 (anything else throws std::invalid_argument).
+  TileEvalSource(const std::vector<Stimulus>& stimuli, int S, bool normalize = true, int symmetries = 1)
+      : stimuli_(stimuli), S_(S), normalize_(normalize), symmetries_(symmetries) {
+    if (symmetries != 1 && symmetries != 2 && symmetries != 8)
+      throw std::invalid_argument("TileEvalSource: symmetries must be 1, 2 or 8, got " + std::to_string(symmetries));
+  }
   /// @brief Number of stimuli.
   std::size_t size() const override { return stimuli_.size(); }
-  /// @brief floor(h / S) * floor(w / S) tiles of stimulus i.
+  /// @brief floor(h / S) * floor(w / S) tiles of stimulus i, times the number of symmetries.
   std::size_t views(std::size_t i) const override {
-    return std::size_t(stimuli_[i].height / S_) * std::size_t(stimuli_[i].width / S_);
+    return std::size_t(stimuli_[i].height / S_) * std::size_t(stimuli_[i].width / S_) * std::size_t(symmetries_);
   }
-  /// @brief The tiles of stimulus i in row-major tile order: images [views(i), 3, S, S].
+  /// @brief The views of stimulus i: tiles in row-major tile order, each followed by its symmetric
+  /// copies (symmetry bits 1 .. symmetries-1, detail::Symmetry): images [views(i), 3, S, S].
   void fill_views(std::size_t i, T* images) override {
     const Stimulus& s = stimuli_[i];
     const int rows = s.height / S_, cols = s.width / S_;
     const std::size_t per = std::size_t(3) * S_ * S_;
+    std::size_t v = 0;
     for (int r = 0; r < rows; ++r)
       for (int c = 0; c < cols; ++c)
-        detail::crop_to_chw(s, r * S_, c * S_, S_, 0u, normalize_, images + std::size_t(r * cols + c) * per);
+        for (int sym = 0; sym < symmetries_; ++sym)
+          detail::crop_to_chw(s, r * S_, c * S_, S_, unsigned(sym), normalize_, images + (v++) * per);
   }
   /// @brief The label of stimulus i.
   double vote(std::size_t i) const override { return stimuli_[i].vote; }
+  /// @brief Symmetries per tile (1, 2 or 8).
+  int symmetries() const { return symmetries_; }
 
  private:
   const std::vector<Stimulus>& stimuli_;
   int S_;
   bool normalize_;
+  int symmetries_;
 };
 
 }  // namespace vitiq

@@ -391,7 +391,8 @@ class ViT {
     be.gemm(true, false, D, PD, B * n, T(1), a_.d_tokens, D, a_.patch_ln, PD, T(1), g + o.patch_w, PD);
     be.bias_backward(g + o.patch_b, a_.d_tokens, B * n, D);
     be.gemm(false, false, B * n, PD, D, T(1), a_.d_tokens, D, w + o.patch_w, PD, T(0), a_.d_patch_ln, PD);
-    be.layernorm_backward(a_.d_patches, g + o.patch_norm_w, g + o.patch_norm_b, a_.d_patch_ln,
+    // The patches' own gradient is needed only for dimages (the images need none in training).
+    be.layernorm_backward(dimages ? a_.d_patches : nullptr, g + o.patch_norm_w, g + o.patch_norm_b, a_.d_patch_ln,
                           a_.patches, a_.patch_mean, a_.patch_rstd, w + o.patch_norm_w, B * n, PD);
     if (dimages) be.spt_backward(dimages, a_.d_patches, B, Ch, S, S, P, C.spt);
   }

@@ -864,7 +864,8 @@ struct CpuBackend {
   /// dparam[0] += tau * sum_j dtau_j (shared_log: d exp(p)/dp = tau) or dparam[j] += dtau_j.
   ///
   /// The masked diagonal needs no flag: A_ii = 0 makes dZ_ii = 0. The per-head sums are made
-  /// per (b, j) block and added in block order: the same result for any thread count.
+  /// per (b, j) block (each row's dot product in T, the rows added in double) and the blocks
+  /// added in block order: the same result for any thread count.
   /// @param dS        score gradient [B, h, N, N] (assigned)
   /// @param dparam    temperature gradient, [1] or [h] as `param` (accumulated; unwritten for fixed)
   /// @param dA        gradient w.r.t. the attention probabilities [B, h, N, N]
@@ -887,7 +888,7 @@ struct CpuBackend {
           const T dot = (da * a).sum();
           auto ds = vec(dS + row * N, N);
           ds = a * (da - dot);  // dZ; zero on the masked diagonal, where A = 0
-          acc += (ds.template cast<double>() * vec(S + row * N, N).template cast<double>()).sum();
+          acc += double((ds * vec(S + row * N, N)).sum());  // row in T, rows summed in double
           ds *= tau;
         }
         block_dtau[std::size_t(bj)] = acc;

@@ -13,7 +13,8 @@
 //   pipeline   all, then iterative from the AIO0 just trained (the default: the main job)
 // Iterative fine-tuning first fits the head alone on the frozen features of the start model (a
 // linear probe, LP-FT), then fine-tunes everything session by session; the observer's model is the
-// best of these stages on the observer's validation votes. Observers train in parallel (--jobs),
+// weight average of these stages (--final average, the default) or the best of them on the
+// observer's validation votes (--final select). Observers train in parallel (--jobs),
 // each on its own cores.
 // Output: RUNS/aio0/, RUNS/observer_<id>/ each with best.safetensors, last.safetensors,
 // metrics.csv and last.ckpt.safetensors; ctrl-C stops after the current step and writes the
@@ -110,6 +111,10 @@ optimisation (AIO0 / per-observer fine-tuning):
   --probe-iterations N    full-batch steps of the linear probe (default 300)
   --probe-views N         tiles per stimulus whose features the probe fits (default 4, spread
                           over the stimulus; 0 = all)
+  --final F               iterative: the observer's model is `average` (default: the weight
+                          average of all its stages, probe and sessions -- a validation split of
+                          about 100 votes cannot tell the stages apart) or `select` (the stage
+                          with the best validation accuracy)
   --seed N                (default 1)
   --threads N             OpenMP threads (default: all cores)
   --resume                continue each model from its last checkpoint
@@ -119,7 +124,7 @@ optimisation (AIO0 / per-observer fine-tuning):
 struct Args {
   fs::path data, out, init;
   std::string mode = "pipeline", preset = "aio", label = "band", optimizer = "adamw", schedule = "cosine",
-              labels = "gaussian";
+              labels = "gaussian", final = "average";
   std::vector<std::string> observers;
   int shard_i = 0, shard_n = 1, crop_grid = 8, crops = 4, epochs = 40, finetune_epochs = 4, observer_epochs = 40,
       batch = 64, early_stop = 0, threads = 0, jobs = 0, val_every = 1, probe_iterations = 300, probe_views = 4;
@@ -193,6 +198,7 @@ Args parse_args(int argc, char** argv) {
     else if (o == "--probe-iterations") a.probe_iterations = to_int(need(i), "--probe-iterations");
     else if (o == "--probe-views") a.probe_views = to_int(need(i), "--probe-views");
     else if (o == "--no-probe") a.probe = false;
+    else if (o == "--final") a.final = need(i);
     else if (o == "--stochastic-depth") a.stochastic_depth = to_double(need(i), "--stochastic-depth");
     else if (o == "--smoothing") a.smoothing = to_double(need(i), "--smoothing");
     else if (o == "--lr") a.lr = to_double(need(i), "--lr");
@@ -214,6 +220,7 @@ Args parse_args(int argc, char** argv) {
     usage_error("--mode must be pipeline, all, observer or iterative");
   if (a.mode == "iterative" && a.init.empty()) usage_error("--mode iterative needs --init");
   if (a.label != "band" && a.label != "qband" && a.label != "mos") usage_error("--label must be band, qband or mos");
+  if (a.final != "average" && a.final != "select") usage_error("--final must be average or select");
   if (a.jobs < 0 || a.threads < 0) usage_error("--jobs and --threads must be >= 0");
   if (a.val_every < 1 || a.probe_iterations < 0 || a.probe_views < 0)
     usage_error("--val-every must be >= 1, --probe-iterations and --probe-views >= 0");
@@ -526,19 +533,33 @@ struct Runner {
     std::size_t pick = 0;
     for (std::size_t i = 1; i < stages.size(); ++i)
       if (std::isnan(stages[pick].val_accuracy) || stages[i].val_accuracy >= stages[pick].val_accuracy) pick = i;
-    vitiq::load_weights(model, stages[pick].weights);
-    vitiq::save_weights(model, out / "best.safetensors", vitiq::NamingScheme::current,
-                        {{"observer", obs}, {"init", init.string()}, {"stage", stages[pick].name}});
-    std::string csv = "stage,weights,val_accuracy,selected\n";
-    for (std::size_t i = 0; i < stages.size(); ++i) {
-      char row[64];
-      std::snprintf(row, sizeof row, "%.6f", stages[i].val_accuracy);
-      csv += stages[i].name + "," + stages[i].weights.filename().string() + "," + row + "," + (i == pick ? "1" : "0") + "\n";
+    std::string kept = stages[pick].name;
+    double kept_accuracy = stages[pick].val_accuracy;
+    if (a.final == "average") {
+      std::vector<fs::path> files;
+      for (const auto& st : stages) files.push_back(st.weights);
+      vitiq::average_weights(model, files);
+      kept = "average of " + std::to_string(stages.size()) + " stages";
+      kept_accuracy = val_accuracy(model, val);
+    } else {
+      vitiq::load_weights(model, stages[pick].weights);
     }
+    vitiq::save_weights(model, out / "best.safetensors", vitiq::NamingScheme::current,
+                        {{"observer", obs}, {"init", init.string()}, {"stage", kept}});
+    std::string csv = "stage,weights,val_accuracy,selected\n";
+    const auto row = [&](const std::string& name, const std::string& file, double acc, bool selected) {
+      char num[64];
+      std::snprintf(num, sizeof num, "%.6f", acc);
+      csv += name + "," + file + "," + num + "," + (selected ? "1" : "0") + "\n";
+    };
+    for (std::size_t i = 0; i < stages.size(); ++i)
+      row(stages[i].name, stages[i].weights.filename().string(), stages[i].val_accuracy, a.final == "select" && i == pick);
+    if (a.final == "average") row("average", "best.safetensors", kept_accuracy, true);
     vitiq::io::atomic_write(out / "stages.csv", csv);
-    char line[160];
-    std::snprintf(line, sizeof line, "  AIO %s: kept stage %s (validation accuracy %.3f)", obs.c_str(),
-                  stages[pick].name.c_str(), stages[pick].val_accuracy);
+    char line[200];
+    std::snprintf(line, sizeof line, "  AIO %s: kept %s%s (validation accuracy %.3f; best single stage %s, %.3f)", obs.c_str(),
+                  a.final == "average" ? "" : "stage ", kept.c_str(), kept_accuracy, stages[pick].name.c_str(),
+                  stages[pick].val_accuracy);
     say(line);
     return true;
   }

@@ -241,3 +241,31 @@ TEST_CASE("JSON parser: escapes, surrogates, numbers, errors with offsets", "[io
   CHECK_THROWS_WITH(vitiq::json::parse("{\"a\":1,\"a\":2}", "f.json"), Contains("duplicate key"));
   CHECK(vitiq::json::escape("a\x01") == "\"a\\u0001\"");
 }
+
+TEST_CASE("average_weights: the element-wise mean of weights files; refusals name the file", "[io][weights]") {
+  const fs::path dir = temp_dir() / "soup";
+  fs::create_directories(dir);
+  vitiq::ViT<tiny> a({}, 1), b({}, 2), c({}, 3), soup({}, 4);
+  vitiq::save_weights(a, dir / "a.safetensors");
+  vitiq::save_weights(b, dir / "b.safetensors");
+  vitiq::save_weights(c, dir / "c.safetensors");
+  vitiq::average_weights(soup, {dir / "a.safetensors", dir / "b.safetensors", dir / "c.safetensors"});
+  const auto pa = a.parameters_to_host(), pb = b.parameters_to_host(), pc = c.parameters_to_host();
+  const auto ps = soup.parameters_to_host();
+  REQUIRE(ps.size() == pa.size());
+  for (std::size_t i = 0; i < ps.size(); ++i)
+    REQUIRE(ps[i] == float((double(pa[i]) + double(pb[i]) + double(pc[i])) / 3.0));
+  // one file: the model gets that file's weights
+  vitiq::average_weights(soup, {dir / "b.safetensors"});
+  CHECK(soup.parameters_to_host() == pb);
+  // nothing to average, a file of another configuration, a missing file: errors, model unchanged
+  CHECK_THROWS_AS(vitiq::average_weights(soup, {}), std::invalid_argument);
+  vitiq::ViT<vitiq::presets::aio> other({}, 5);
+  vitiq::save_weights(other, dir / "aio.safetensors");
+  CHECK_THROWS_WITH(vitiq::average_weights(soup, {dir / "a.safetensors", dir / "aio.safetensors"}),
+                    Contains("aio.safetensors"));
+  CHECK_THROWS_WITH(vitiq::average_weights(soup, {dir / "a.safetensors", dir / "none.safetensors"}),
+                    Contains("none.safetensors"));
+  CHECK(soup.parameters_to_host() == pb);
+  fs::remove_all(dir);
+}

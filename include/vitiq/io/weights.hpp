@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -175,6 +176,32 @@ void load_weights(Model& model, const io::SafetensorsFile& file, const std::stri
   check_config_metadata(Model::config, file.metadata(), file.source());
   std::vector<T> host(Model::num_params);
   detail::read_tensors<T>(file, param_table<Model::config>(), prefix, host);
+  model.set_parameters(host);
+}
+
+/// @brief Set `model`'s parameters to the element-wise mean of the weights files `paths` (a
+/// "model soup", Wortsman et al. 2022; on a fine-tuning trajectory the weight average of
+/// stochastic weight averaging, Izmailov et al. 2018). Meant for models fine-tuned from one
+/// start, which stay in one basin: the average is one model that behaves like the ensemble of
+/// the stages and needs no choice among them on a small, noisy validation set. Sums in double.
+/// @tparam Model a ViT instantiation
+/// @param model the model whose parameters are replaced (unchanged when an error is thrown)
+/// @param paths at least one weights file of Model's configuration
+/// @throws std::invalid_argument when `paths` is empty
+/// @throws IoError, FormatError, ConfigMismatch as load_weights, naming the file
+template <class Model>
+void average_weights(Model& model, const std::vector<std::filesystem::path>& paths) {
+  using T = typename Model::T;
+  if (paths.empty()) throw std::invalid_argument("vitiq::average_weights: no weights files");
+  std::vector<double> sum(Model::num_params, 0.0);
+  std::vector<T> host(Model::num_params);
+  for (const auto& path : paths) {
+    const io::SafetensorsFile file = io::SafetensorsFile::load(path);
+    check_config_metadata(Model::config, file.metadata(), file.source());
+    detail::read_tensors<T>(file, param_table<Model::config>(), "", host);
+    for (std::size_t i = 0; i < host.size(); ++i) sum[i] += double(host[i]);
+  }
+  for (std::size_t i = 0; i < host.size(); ++i) host[i] = T(sum[i] / double(paths.size()));
   model.set_parameters(host);
 }
 

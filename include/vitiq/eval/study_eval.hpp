@@ -813,7 +813,7 @@ inline StudyEvaluation evaluate_run(const Study& study, std::span<const ModelPre
     if (const auto& sp = b.truth.stimulus_probabilities; !sp.empty() && !tv.empty()) {
       double realized = 0, expected = 0, lookup = 0;
       bool complete = true;
-      for (std::size_t i = 0; i < tv.size() && complete; ++i) {
+      for (std::size_t i = 0; i < tv.size(); ++i) {
         const auto it = sp.find(ev.test_images[ts[i]]);
         if (it == sp.end() || it->second.size() != k) { complete = false; break; }
         const auto& p = it->second;

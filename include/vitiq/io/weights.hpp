@@ -120,6 +120,16 @@ void add_tensors(io::SafetensorsWriter& w, const std::vector<ParamInfo>& table, 
              std::span<const T>(host.data() + p.offset, p.size), dtype_of<T>());
 }
 
+/// The parameters of `file` in Model's flat layout, after checking its configuration metadata
+/// (what load_weights() and average_weights() read).
+template <class Model>
+std::vector<typename Model::T> read_parameters(const io::SafetensorsFile& file, const std::string& prefix) {
+  check_config_metadata(Model::config, file.metadata(), file.source());
+  std::vector<typename Model::T> host(Model::num_params);
+  read_tensors<typename Model::T>(file, param_table<Model::config>(), prefix, host);
+  return host;
+}
+
 }  // namespace detail
 
 /// @brief Write the model's parameters to a safetensors file (atomically).
@@ -172,11 +182,7 @@ void load_weights(Model& model, const std::filesystem::path& path, const std::st
 /// differs
 template <class Model>
 void load_weights(Model& model, const io::SafetensorsFile& file, const std::string& prefix = "") {
-  using T = typename Model::T;
-  check_config_metadata(Model::config, file.metadata(), file.source());
-  std::vector<T> host(Model::num_params);
-  detail::read_tensors<T>(file, param_table<Model::config>(), prefix, host);
-  model.set_parameters(host);
+  model.set_parameters(detail::read_parameters<Model>(file, prefix));
 }
 
 /// @brief Set `model`'s parameters to the element-wise mean of the weights files `paths` (a
@@ -194,13 +200,11 @@ void average_weights(Model& model, const std::vector<std::filesystem::path>& pat
   using T = typename Model::T;
   if (paths.empty()) throw std::invalid_argument("vitiq::average_weights: no weights files");
   std::vector<double> sum(Model::num_params, 0.0);
-  std::vector<T> host(Model::num_params);
   for (const auto& path : paths) {
-    const io::SafetensorsFile file = io::SafetensorsFile::load(path);
-    check_config_metadata(Model::config, file.metadata(), file.source());
-    detail::read_tensors<T>(file, param_table<Model::config>(), "", host);
+    const std::vector<T> host = detail::read_parameters<Model>(io::SafetensorsFile::load(path), "");
     for (std::size_t i = 0; i < host.size(); ++i) sum[i] += double(host[i]);
   }
+  std::vector<T> host(Model::num_params);
   for (std::size_t i = 0; i < host.size(); ++i) host[i] = T(sum[i] / double(paths.size()));
   model.set_parameters(host);
 }

@@ -6,7 +6,7 @@
 #      ground truth with each observer's Bayes ceiling and Q look-up baseline)
 #   2. vitiq-train --mode pipeline: AIO0 on all training stimuli (band labels), then one AIO per
 #      observer: its head fitted on AIO0's features (linear probe), then fine-tuned from AIO0
-#      session by session, the best stage on the observer's validation votes kept; observers train
+#      session by session, its stages (probe, sessions) averaged into one model; observers train
 #      in parallel, one per core (preset `aio`, 64-pixel native crops on the JPEG grid, predictions
 #      averaged over the 16 tiles of a stimulus; training crops lose a random share of their
 #      colour, --desaturate 1, so that colourfulness is no shortcut for the compression level:

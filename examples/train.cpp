@@ -475,7 +475,8 @@ struct Runner {
 
     vitiq::load_weights(model, init);
     // Stages: the probe (or the start model), then each session's best; the observer's model is the
-    // stage with the best validation accuracy (a later stage wins a tie: it has seen more votes).
+    // weight average of the stages (--final average) or the stage with the best validation accuracy
+    // (--final select; a later stage wins a tie: it has seen more votes).
     struct Stage { std::string name; fs::path weights; double val_accuracy; };
     std::vector<Stage> stages;
     if (probe) {

@@ -17,8 +17,10 @@
 // observer's validation votes (--final select). Observers train in parallel (--jobs),
 // each on its own cores.
 // Output: RUNS/aio0/, RUNS/observer_<id>/ each with best.safetensors, last.safetensors,
-// metrics.csv and last.ckpt.safetensors; ctrl-C stops after the current step and writes the
-// checkpoint, --resume continues exactly where a run stopped.
+// metrics.csv and last.ckpt.safetensors; an observer's folder also holds probe.safetensors, its
+// stages session_<s>/ (run_<r>/session_<s>/ with --finetune-runs R > 1) and stages.csv. ctrl-C
+// stops after the current step and writes the checkpoint, --resume continues exactly where a run
+// stopped.
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -90,6 +92,8 @@ model and data:
 optimisation (AIO0 / per-observer fine-tuning):
   --epochs N              AIO0 epochs (default 40)
   --finetune-epochs N     epochs per session in iterative mode (default 4)
+  --finetune-runs R       iterative: R independent passes over the sessions from the same start
+                          (other crops and order), all their stages averaged (default 1)
   --observer-epochs N     epochs in observer mode (default 40)
   --batch N               batch size (default 64)
   --lr X                  AIO0 / observer peak learning rate (default 1e-3)
@@ -127,7 +131,7 @@ struct Args {
               labels = "gaussian", final = "average";
   std::vector<std::string> observers;
   int shard_i = 0, shard_n = 1, crop_grid = 8, crops = 4, epochs = 40, finetune_epochs = 4, observer_epochs = 40,
-      batch = 64, early_stop = 0, threads = 0, jobs = 0, val_every = 1, probe_iterations = 300, probe_views = 4;
+      batch = 64, early_stop = 0, finetune_runs = 1, threads = 0, jobs = 0, val_every = 1, probe_iterations = 300, probe_views = 4;
   double lr = 1e-3, finetune_lr = 2e-4, weight_decay = 0.05, warmup = 1.0, sigma = 0.49, clip = 1.0, dropout = 0,
          emb_dropout = 0, attn_dropout = 0, stochastic_depth = 0, smoothing = 0.1, desaturate = 1;
   bool flip = true, dihedral = false, resume = false, probe = true;
@@ -189,6 +193,7 @@ Args parse_args(int argc, char** argv) {
     }
     else if (o == "--epochs") a.epochs = to_int(need(i), "--epochs");
     else if (o == "--finetune-epochs") a.finetune_epochs = to_int(need(i), "--finetune-epochs");
+    else if (o == "--finetune-runs") a.finetune_runs = to_int(need(i), "--finetune-runs");
     else if (o == "--observer-epochs") a.observer_epochs = to_int(need(i), "--observer-epochs");
     else if (o == "--batch") a.batch = to_int(need(i), "--batch");
     else if (o == "--early-stop") a.early_stop = to_int(need(i), "--early-stop");
@@ -221,6 +226,7 @@ Args parse_args(int argc, char** argv) {
   if (a.mode == "iterative" && a.init.empty()) usage_error("--mode iterative needs --init");
   if (a.label != "band" && a.label != "qband" && a.label != "mos") usage_error("--label must be band, qband or mos");
   if (a.final != "average" && a.final != "select") usage_error("--final must be average or select");
+  if (a.finetune_runs < 1) usage_error("--finetune-runs must be >= 1");
   if (a.jobs < 0 || a.threads < 0) usage_error("--jobs and --threads must be >= 0");
   if (a.val_every < 1 || a.probe_iterations < 0 || a.probe_views < 0)
     usage_error("--val-every must be >= 1, --probe-iterations and --probe-views >= 0");
@@ -521,15 +527,28 @@ struct Runner {
       stages.push_back({"start", init, val_accuracy(model, val)});
     }
     say("observer " + obs + ": fine-tuning " + init.string() + " session by session (" + std::to_string(sessions.size()) +
-        " sessions), " + std::to_string(val.size()) + " validation stimuli");
-    for (auto& [session, set] : sessions) {
-      const fs::path sdir = out / ("session_" + std::to_string(session));
-      vitiq::FitResult fr;
-      if (!train(model, "AIO " + obs + " s" + std::to_string(session), set, val,
-                 options(sdir, a.finetune_epochs, a.finetune_lr, a.seed + 100 + std::uint64_t(session)), &overall, &fr))
-        return false;
-      vitiq::load_weights(model, sdir / "best.safetensors");  // continue from the best of this session
-      stages.push_back({"session_" + std::to_string(session), sdir / "best.safetensors", fr.best_val_accuracy});
+        " sessions" + (a.finetune_runs > 1 ? ", " + std::to_string(a.finetune_runs) + " runs" : std::string()) + "), " +
+        std::to_string(val.size()) + " validation stimuli");
+    // --finetune-runs R: R independent passes over the sessions from the same start (other crops
+    // and order); every pass's stages join the average (each pass counts its start once).
+    const Stage start = stages.front();
+    std::vector<std::vector<std::size_t>> run_stages;  // indices into `stages`, per run, start first
+    for (int run = 1; run <= a.finetune_runs; ++run) {
+      if (run > 1) vitiq::load_weights(model, start.weights);
+      const std::string run_name = a.finetune_runs > 1 ? "run_" + std::to_string(run) : "";
+      run_stages.push_back({0});
+      for (auto& [session, set] : sessions) {
+        const std::string sname = (run_name.empty() ? "" : run_name + "/") + "session_" + std::to_string(session);
+        const fs::path sdir = out / sname;
+        vitiq::FitResult fr;
+        const std::uint64_t seed = a.seed + 100 + std::uint64_t(session) + 1000 * std::uint64_t(run - 1);
+        if (!train(model, "AIO " + obs + (run_name.empty() ? "" : " r" + std::to_string(run)) + " s" + std::to_string(session),
+                   set, val, options(sdir, a.finetune_epochs, a.finetune_lr, seed), &overall, &fr))
+          return false;
+        vitiq::load_weights(model, sdir / "best.safetensors");  // continue from the best of this session
+        run_stages.back().push_back(stages.size());
+        stages.push_back({sname, sdir / "best.safetensors", fr.best_val_accuracy});
+      }
     }
     std::size_t pick = 0;
     for (std::size_t i = 1; i < stages.size(); ++i)
@@ -538,9 +557,11 @@ struct Runner {
     double kept_accuracy = stages[pick].val_accuracy;
     if (a.final == "average") {
       std::vector<fs::path> files;
-      for (const auto& st : stages) files.push_back(st.weights);
+      for (const auto& run : run_stages)
+        for (std::size_t i : run) files.push_back(stages[i].weights);
       vitiq::average_weights(model, files);
       kept = "average of " + std::to_string(stages.size()) + " stages";
+      if (a.finetune_runs > 1) kept += " (" + std::to_string(a.finetune_runs) + " runs)";
       kept_accuracy = val_accuracy(model, val);
     } else {
       vitiq::load_weights(model, stages[pick].weights);
@@ -661,7 +682,8 @@ struct Runner {
       for (const auto& r : study.ratings)
         if (r.observer == obs && study.split.at(r.image) == "train") ++per_session[r.session];
       for (const auto& [s, n] : per_session)
-        overall.plan(double(n) * a.crops * (a.mode == "observer" ? a.observer_epochs : a.finetune_epochs));
+        overall.plan(double(n) * a.crops *
+                     (a.mode == "observer" ? a.observer_epochs : a.finetune_epochs * a.finetune_runs));
     }
     std::printf("training %zu observers, %d at a time with %d thread(s) each\n", mine.size(), jobs,
                 std::max(1, threads / jobs));

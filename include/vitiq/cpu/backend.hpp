@@ -4,7 +4,9 @@
 //
 // Every op is documented here; the plain versions of the ops that are optimised (GEMM tiling, the
 // attention softmax, GELU, LayerNorm, SPT) stay at the end of this file in vitiq::reference and
-// tests/test_cpu_kernels.cpp checks both against each other.
+// tests/test_cpu_kernels.cpp checks both against each other. The fused attention ops
+// (attention_forward/backward) have the unfused ones (gemm_batched, attention_softmax_*) as their
+// oracle: tests/test_attention_fused.cpp.
 // Conventions (see vitiq/backend.hpp): outputs first; parameter gradients accumulate (+=),
 // activation gradients are assigned (=).
 #pragma once
@@ -894,15 +896,100 @@ struct CpuBackend {
         block_dtau[std::size_t(bj)] = acc;
       }
     });
-    std::vector<double> dtau(std::size_t(h), 0.0);
-    for (Index bj = 0; bj < B * h; ++bj) dtau[std::size_t(bj % h)] += block_dtau[std::size_t(bj)];
-    if (mode == TemperatureMode::shared_log) {
-      double total = 0;
-      for (double v : dtau) total += v;
-      dparam[0] += T(total * double(std::exp(param[0])));
-    } else if (mode == TemperatureMode::per_head) {
-      for (Index j = 0; j < h; ++j) dparam[j] += T(dtau[std::size_t(j)]);
-    }
+    accumulate_temperature_grad(dparam, block_dtau, param, mode, B, h);
+  }
+
+  /// @brief The whole attention core, fused: for every batch element b and head j,
+  /// S_bj = Q_bj K_bj^T, A_bj = softmax(mask(S_bj * tau_j)) and O_bj = A_bj V_bj.
+  ///
+  /// Q_bj, K_bj, V_bj [N, d] are column blocks of the qkv rows [B, N, 3I] (I = h * d): columns
+  /// j*d, I + j*d and 2I + j*d, row stride 3I. O_bj goes to the columns j*d of out [B, N, I]
+  /// (heads concatenated, row stride I). The result is that of gemm_batched (scores),
+  /// attention_softmax_forward and gemm_batched (output): S bit for bit (the same single-threaded
+  /// GEMM calls), A and out up to a few ulp (each softmax row runs in an aligned, padded copy, so
+  /// the exp is vectorised over the whole row; see softmax_row_padded).
+  /// One parallel loop over the B*h blocks: each block's scores, probabilities and output are made
+  /// while its N x N tile is in cache (the unfused ops stream the whole [B, h, N, N] tensors through
+  /// memory between their passes). tau multiplies the scores inside the softmax's first pass.
+  /// @param out           head outputs [B, N, I] (assigned)
+  /// @param A             attention probabilities [B, h, N, N] (output; each row sums to 1)
+  /// @param S             raw scores q k^T [B, h, N, N] (output; the backward's temperature gradient reads them)
+  /// @param qkv           queries, keys and values [B, N, 3I]
+  /// @param param         temperature parameter: [1] (shared_log), [h] (per_head), unread (fixed)
+  /// @param mode          how tau is obtained from `param`
+  /// @param fixed_tau     tau for TemperatureMode::fixed (d^-0.5 for plain MHSA)
+  /// @param mask_diagonal LSA's diagonal mask: A_ii = 0 exactly
+  /// @param B             batch size
+  /// @param h             heads
+  /// @param N             tokens
+  /// @param d             width of one head
+  void attention_forward(T* out, T* A, T* S, const T* qkv, const T* param, TemperatureMode mode, T fixed_tau,
+                         bool mask_diagonal, Index B, Index h, Index N, Index d) const {
+    const Index I = h * d, ld = 3 * I;
+    const Index padded = (N + 15) / 16 * 16;  // a softmax row in whole 64-byte lines
+    (void)gemm_engine();  // resolved on the caller's thread (may throw), not in a helper
+    parallel_for(B * h, 2 * N * N * d, [&](Index bj0, Index bj1) {
+      Buffer row(static_cast<std::size_t>(padded));  // 64-byte aligned: the softmax's exp runs on whole vectors
+      for (Index bj = bj0; bj < bj1; ++bj) {
+        const Index b = bj / h, j = bj % h;
+        const T* q = qkv + b * N * ld + j * d;  // [N, d], row stride 3I; k at + I, v at + 2I
+        T* s = S + bj * N * N;                  // [N, N]
+        T* a = A + bj * N * N;                  // [N, N]
+        gemm_serial(false, true, N, N, d, T(1), q, ld, q + I, ld, T(0), s, N);
+        const T tau = head_tau(param, mode, fixed_tau, j);
+        for (Index i = 0; i < N; ++i) softmax_row_padded(a + i * N, s + i * N, row.data(), tau, mask_diagonal, i, N, padded);
+        gemm_serial(false, false, N, d, N, T(1), a, N, q + 2 * I, ld, T(0), out + b * N * I + j * d, I);  // [N, d]
+      }
+    });
+  }
+
+  /// @brief Backward of attention_forward, fused: for every (b, j) block
+  /// dA = dO V^T, dV = A^T dO, dS = attention_softmax_backward's dS of (dA, A, S), dQ = dS K,
+  /// dK = dS^T Q; the temperature gradient accumulates exactly as in attention_softmax_backward.
+  ///
+  /// The result is that of the unfused composition (two gemm_batched, attention_softmax_backward,
+  /// two gemm_batched) up to a few ulp: tau is the alpha of the dQ and dK GEMMs instead of a pass
+  /// over dS. One parallel loop over the B*h blocks; dA, then dZ, of the block live in one N x N
+  /// scratch (rows padded to 64 bytes) per chunk of blocks, so no [B, h, N, N] gradient tensor is
+  /// written. The per-head temperature sums are made per (b, j) block (each row's dot product in
+  /// T, the rows added in double) and the blocks added in block order: the same result for any
+  /// thread count.
+  /// @param d_qkv     gradient w.r.t. qkv [B, N, 3I] (assigned: every q, k and v column)
+  /// @param dparam    temperature gradient, [1] or [h] as `param` (accumulated; unwritten for fixed)
+  /// @param d_out     gradient w.r.t. the head outputs [B, N, I]
+  /// @param qkv       the forward's qkv [B, N, 3I]
+  /// @param A         the forward's attention probabilities [B, h, N, N]
+  /// @param S         the forward's raw scores [B, h, N, N]
+  /// @param param     temperature parameter, as in the forward
+  /// @param mode      as in the forward
+  /// @param fixed_tau as in the forward
+  /// @param B,h,N,d   as in the forward
+  void attention_backward(T* d_qkv, T* dparam, const T* d_out, const T* qkv, const T* A, const T* S,
+                          const T* param, TemperatureMode mode, T fixed_tau, Index B, Index h, Index N,
+                          Index d) const {
+    const Index I = h * d, ld = 3 * I;
+    (void)gemm_engine();  // resolved on the caller's thread (may throw), not in a helper
+    std::vector<double> block_dtau(std::size_t(B * h), 0.0);  // per (b, j)
+    const Index ldz = (N + 15) / 16 * 16;  // scratch rows in whole 64-byte lines: vector loops need no scalar head
+    parallel_for(B * h, 4 * N * N * d, [&](Index bj0, Index bj1) {
+      Buffer scratch(static_cast<std::size_t>(N * ldz));  // dA, then dZ, of the current block [N, ldz]
+      T* dz = scratch.data();
+      for (Index bj = bj0; bj < bj1; ++bj) {
+        const Index b = bj / h, j = bj % h;
+        const T* q = qkv + b * N * ld + j * d;  // [N, d], row stride 3I; k at + I, v at + 2I
+        const T* dout = d_out + b * N * I + j * d;  // [N, d], row stride I
+        T* dq = d_qkv + b * N * ld + j * d;     // [N, d], row stride 3I; dk at + I, dv at + 2I
+        const T* a = A + bj * N * N;            // [N, N]
+        gemm_serial(false, true, N, N, d, T(1), dout, I, q + 2 * I, ld, T(0), dz, ldz);  // dA = dO V^T
+        gemm_serial(true, false, N, d, N, T(1), a, N, dout, I, T(0), dq + 2 * I, ld);    // dV = A^T dO
+        block_dtau[std::size_t(bj)] = softmax_jacobian_block(dz, ldz, a, S + bj * N * N, N);  // dZ over dA
+        // dS = tau dZ: tau is the GEMMs' alpha.
+        const T tau = head_tau(param, mode, fixed_tau, j);
+        gemm_serial(false, false, N, d, N, tau, dz, ldz, q + I, ld, T(0), dq, ld);       // dQ = dS K
+        gemm_serial(true, false, N, d, N, tau, dz, ldz, q, ld, T(0), dq + I, ld);        // dK = dS^T Q
+      }
+    });
+    accumulate_temperature_grad(dparam, block_dtau, param, mode, B, h);
   }
 
   // ---------------------------------------------------------------- losses
@@ -1069,6 +1156,54 @@ struct CpuBackend {
       case TemperatureMode::shared_log: return std::exp(param[0]);
       case TemperatureMode::per_head: return param[j];
       default: return fixed_tau;
+    }
+  }
+
+  /// One softmax row of attention_softmax_forward, a [N] = softmax(mask(s [N] * tau)) with i the
+  /// row's own token, computed in an aligned row `work` [padded] (padded >= N, a multiple of the
+  /// vector width): Eigen's exp then runs on whole vectors only (a row of A at an arbitrary address
+  /// starts with up to 15 scalar exp calls before its first aligned vector). The same function up
+  /// to a few ulp (vectorised exp, sums in another order); the masked A_ii is still exactly 0.
+  static void softmax_row_padded(T* a_out, const T* s, T* work, T tau, bool mask_diagonal, Index i, Index N,
+                                 Index padded) {
+    const T lowest = std::numeric_limits<T>::lowest();
+    Eigen::Map<Vec, Eigen::Aligned64> z(work, padded);
+    z.head(N) = vec(s, N) * tau;
+    z.tail(padded - N).setConstant(lowest);  // no effect on the maximum; excluded from the sum
+    if (mask_diagonal) z[i] = lowest;
+    const T mx = z.maxCoeff();
+    z = (z - mx).exp();
+    if (mask_diagonal) z[i] = T(0);
+    vec(a_out, N) = z.head(N) * (T(1) / z.head(N).sum());
+  }
+
+  /// The softmax Jacobian on one (b, j) block, in place: dz [N, ldz] holds dA and becomes
+  /// dZ = A (dA - sum_c dA A) row by row (A [N, N]). Returns the block's share of dtau_j,
+  /// sum dZ * S (S [N, N]): each row's sum in T, the rows added in double.
+  static double softmax_jacobian_block(T* dz, Index ldz, const T* A, const T* S, Index N) {
+    double acc = 0;
+    for (Index r = 0; r < N; ++r) {
+      const auto a = vec(A + r * N, N);
+      auto z = vec(dz + r * ldz, N);
+      const T dot = (z * a).sum();
+      z = a * (z - dot);  // zero on the masked diagonal, where A = 0
+      acc += double((z * vec(S + r * N, N)).sum());
+    }
+    return acc;
+  }
+
+  /// The temperature gradient from the per-(b, j) block sums [B * h] (block order, in double):
+  /// dparam[0] += tau * sum_j dtau_j (shared_log) or dparam[j] += dtau_j (per_head); nothing for fixed.
+  static void accumulate_temperature_grad(T* dparam, const std::vector<double>& block_dtau, const T* param,
+                                          TemperatureMode mode, Index B, Index h) {
+    std::vector<double> dtau(std::size_t(h), 0.0);
+    for (Index bj = 0; bj < B * h; ++bj) dtau[std::size_t(bj % h)] += block_dtau[std::size_t(bj)];
+    if (mode == TemperatureMode::shared_log) {
+      double total = 0;
+      for (double v : dtau) total += v;
+      dparam[0] += T(total * double(std::exp(param[0])));
+    } else if (mode == TemperatureMode::per_head) {
+      for (Index j = 0; j < h; ++j) dparam[j] += T(dtau[std::size_t(j)]);
     }
   }
 

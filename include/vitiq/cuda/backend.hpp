@@ -393,6 +393,41 @@ class CudaBackend {
     VITIQ_CUDA_LAUNCHED("cuda::kernels::temperature_grad_finish");
   }
 
+  /// @brief The whole attention core (CpuBackend::attention_forward): S_bj = Q_bj K_bj^T,
+  /// A_bj = softmax(mask(S_bj * tau_j)), O_bj = A_bj V_bj, with q, k, v column blocks of the qkv
+  /// rows [B, N, 3I] and O into out [B, N, I]. Composed of gemm_batched,
+  /// attention_softmax_forward and gemm_batched: S and A [B, h, N, N] are outputs anyway.
+  void attention_forward(T* out, T* A, T* S, const T* qkv, const T* param, TemperatureMode mode, T fixed_tau,
+                         bool mask_diagonal, Index B, Index h, Index N, Index d) const {
+    const Index I = h * d;
+    gemm_batched(false, true, N, N, d, T(1), qkv, 3 * I, N * 3 * I, d, qkv + I, 3 * I, N * 3 * I, d, T(0), S, N,
+                 h * N * N, N * N, B, h);  // [B, h, N, N]
+    attention_softmax_forward(A, S, param, mode, fixed_tau, mask_diagonal, B, h, N);
+    gemm_batched(false, false, N, d, N, T(1), A, N, h * N * N, N * N, qkv + 2 * I, 3 * I, N * 3 * I, d, T(0), out, I,
+                 N * I, d, B, h);  // [B, N, I]
+  }
+  /// @brief Backward of attention_forward (CpuBackend::attention_backward): d_qkv [B, N, 3I]
+  /// assigned, the temperature gradient accumulated into dparam. Composed of gemm_batched and
+  /// attention_softmax_backward; dA and dS [B, h, N, N] live in the backend's attention workspace
+  /// (grown on demand, shared by copies of this backend).
+  void attention_backward(T* d_qkv, T* dparam, const T* d_out, const T* qkv, const T* A, const T* S, const T* param,
+                          TemperatureMode mode, T fixed_tau, Index B, Index h, Index N, Index d) const {
+    const Index I = h * d;
+    const std::size_t bhnn = std::size_t(B * h * N * N), stride = (bhnn + 63) / 64 * 64;
+    if (bhnn == 0) return;
+    T* dA = attention_workspace(2 * stride);
+    T* dS = dA + stride;
+    gemm_batched(false, true, N, N, d, T(1), d_out, I, N * I, d, qkv + 2 * I, 3 * I, N * 3 * I, d, T(0), dA, N,
+                 h * N * N, N * N, B, h);  // dA = dO V^T
+    gemm_batched(true, false, N, d, N, T(1), A, N, h * N * N, N * N, d_out, I, N * I, d, T(0), d_qkv + 2 * I, 3 * I,
+                 N * 3 * I, d, B, h);  // dV = A^T dO
+    attention_softmax_backward(dS, dparam, dA, A, S, param, mode, fixed_tau, B, h, N);
+    gemm_batched(false, false, N, d, N, T(1), dS, N, h * N * N, N * N, qkv + I, 3 * I, N * 3 * I, d, T(0), d_qkv,
+                 3 * I, N * 3 * I, d, B, h);  // dQ = dS K
+    gemm_batched(true, false, N, d, N, T(1), dS, N, h * N * N, N * N, qkv, 3 * I, N * 3 * I, d, T(0), d_qkv + I,
+                 3 * I, N * 3 * I, d, B, h);  // dK = dS^T Q
+  }
+
   // ---------------------------------------------------------------- losses
   /// @brief Softmax cross-entropy against target distributions (CpuBackend::softmax_cross_entropy).
   void softmax_cross_entropy(T* loss, T* probs, T* dlogits, const T* logits, const T* targets, T grad_scale, Index B,
@@ -433,6 +468,16 @@ class CudaBackend {
   /// Blocks of a one-warp-per-row launch.
   static int warp_row_blocks(Index rows) {
     return int(std::clamp<Index>((rows + cuda::kernels::softmax_warps - 1) / cuda::kernels::softmax_warps, 1, Index(1) << 20));
+  }
+
+  /// At least n elements of the attention backward's workspace; growing frees the old area
+  /// (cudaFree waits for the device, so queued users are done). Stream-ordered reuse is safe.
+  T* attention_workspace(std::size_t n) const {
+    if (attn_work_->size() < n) {
+      *attn_work_ = Buffer();
+      *attn_work_ = Buffer(n, ctx_->stream());
+    }
+    return attn_work_->data();
   }
 
   /// cuBLAS takes int sizes: refuse anything larger rather than truncate it.
@@ -495,6 +540,7 @@ class CudaBackend {
   }
 
   std::shared_ptr<cuda::Context> ctx_;
+  std::shared_ptr<Buffer> attn_work_ = std::make_shared<Buffer>();  // dA and dS of attention_backward
 };
 
 }  // namespace vitiq

@@ -242,20 +242,23 @@ class ViT {
       be.layernorm_forward(ba.ln1, ba.ln1_mean, ba.ln1_rstd, a_.resid[l], w + bo.attn_norm_w,
                            w + bo.attn_norm_b, BN, D);                            // [B*N, D]
       be.gemm(false, true, BN, 3 * I, D, T(1), ba.ln1, D, w + bo.qkv_w, D, T(0), ba.qkv, 3 * I);  // [B*N, 3I]
-      // scores S[b, j] = Q_bj K_bj^T: Q_bj rows of qkv at column j*d, K_bj at column I + j*d.
-      be.gemm_batched(false, true, N, N, d, T(1), ba.qkv, 3 * I, N * 3 * I, d, ba.qkv + I, 3 * I,
-                      N * 3 * I, d, T(0), ba.scores, N, h * N * N, N * N, B, h);  // [B, h, N, N]
-      be.attention_softmax_forward(ba.attn, ba.scores, w + bo.temperature, temperature_mode(),
-                                   fixed_tau(), C.lsa, B, h, N);                  // [B, h, N, N]
-      const T* attn_used = ba.attn;
-      if (train && reg_.attn_dropout > 0) {
+      if (!(train && reg_.attn_dropout > 0)) {
+        // S_bj = Q_bj K_bj^T, A_bj = softmax(mask(S_bj tau)), o[b, :, j*d:(j+1)*d] = A_bj V_bj,
+        // block by block (the composition below without the dropout, up to a few ulp).
+        be.attention_forward(ba.attn_out, ba.attn, ba.scores, ba.qkv, w + bo.temperature, temperature_mode(),
+                             fixed_tau(), C.lsa, B, h, N, d);                     // [B, N, I]
+      } else {
+        // scores S[b, j] = Q_bj K_bj^T: Q_bj rows of qkv at column j*d, K_bj at column I + j*d.
+        be.gemm_batched(false, true, N, N, d, T(1), ba.qkv, 3 * I, N * 3 * I, d, ba.qkv + I, 3 * I,
+                        N * 3 * I, d, T(0), ba.scores, N, h * N * N, N * N, B, h);  // [B, h, N, N]
+        be.attention_softmax_forward(ba.attn, ba.scores, w + bo.temperature, temperature_mode(),
+                                     fixed_tau(), C.lsa, B, h, N);                  // [B, h, N, N]
         be.dropout_mask(ba.attn_mask, B * h * N * N, T(reg_.attn_dropout), dropout_seed_, stream++);
         be.multiply(ba.attn_dropped, ba.attn, ba.attn_mask, B * h * N * N);
-        attn_used = ba.attn_dropped;
+        // o[b, :, j*d:(j+1)*d] = A_bj V_bj, heads concatenated head-major.
+        be.gemm_batched(false, false, N, d, N, T(1), ba.attn_dropped, N, h * N * N, N * N, ba.qkv + 2 * I,
+                        3 * I, N * 3 * I, d, T(0), ba.attn_out, I, N * I, d, B, h);  // [B, N, I]
       }
-      // o[b, :, j*d:(j+1)*d] = A_bj V_bj, heads concatenated head-major.
-      be.gemm_batched(false, false, N, d, N, T(1), attn_used, N, h * N * N, N * N, ba.qkv + 2 * I,
-                      3 * I, N * 3 * I, d, T(0), ba.attn_out, I, N * I, d, B, h);  // [B, N, I]
       be.gemm(false, true, BN, D, I, T(1), ba.attn_out, I, w + bo.out_w, I, T(0), a_.branch, D);
       be.add_bias(a_.branch, w + bo.out_b, BN, D);                                // [B*N, D]
       apply_branch_regularization(a_.branch, ba.proj_mask, ba.sd_attn, B, stream);
@@ -362,22 +365,29 @@ class ViT {
       be.bias_backward(g + bo.out_b, a_.d_branch, BN, D);
       be.gemm(false, false, BN, I, D, T(1), a_.d_branch, D, w + bo.out_w, I, T(0), a_.d_attn_out, I);  // [B*N, I]
       const bool attn_drop = train && reg_.attn_dropout > 0;
-      const T* attn_used = attn_drop ? ba.attn_dropped : ba.attn;
-      // dA_used[b,j] = dO_bj V_bj^T      [B, h, N, N]
-      be.gemm_batched(false, true, N, N, d, T(1), a_.d_attn_out, I, N * I, d, ba.qkv + 2 * I, 3 * I,
-                      N * 3 * I, d, T(0), a_.d_attn, N, h * N * N, N * N, B, h);
-      // dV_bj = A_used^T dO_bj  -> the v columns of d_qkv
-      be.gemm_batched(true, false, N, d, N, T(1), attn_used, N, h * N * N, N * N, a_.d_attn_out, I,
-                      N * I, d, T(0), a_.d_qkv + 2 * I, 3 * I, N * 3 * I, d, B, h);
-      if (attn_drop) be.multiply(a_.d_attn, a_.d_attn, ba.attn_mask, B * h * N * N);
-      if (keep_attn_grad_) be.copy(ba.d_attn_kept, a_.d_attn, std::size_t(B * h * N * N));
-      be.attention_softmax_backward(a_.d_scores, g + bo.temperature, a_.d_attn, ba.attn, ba.scores,
-                                    w + bo.temperature, temperature_mode(), fixed_tau(), B, h, N);
-      // dQ_bj = dS_bj K_bj ; dK_bj = dS_bj^T Q_bj
-      be.gemm_batched(false, false, N, d, N, T(1), a_.d_scores, N, h * N * N, N * N, ba.qkv + I, 3 * I,
-                      N * 3 * I, d, T(0), a_.d_qkv, 3 * I, N * 3 * I, d, B, h);
-      be.gemm_batched(true, false, N, d, N, T(1), a_.d_scores, N, h * N * N, N * N, ba.qkv, 3 * I,
-                      N * 3 * I, d, T(0), a_.d_qkv + I, 3 * I, N * 3 * I, d, B, h);
+      if (!unfused_attention_backward()) {
+        // d_qkv (q, k, v columns) and the temperature gradient, block by block (the composition
+        // below without dropout and kept gradients, up to a few ulp).
+        be.attention_backward(a_.d_qkv, g + bo.temperature, a_.d_attn_out, ba.qkv, ba.attn, ba.scores,
+                              w + bo.temperature, temperature_mode(), fixed_tau(), B, h, N, d);  // [B, N, 3I]
+      } else {
+        const T* attn_used = attn_drop ? ba.attn_dropped : ba.attn;
+        // dA_used[b,j] = dO_bj V_bj^T      [B, h, N, N]
+        be.gemm_batched(false, true, N, N, d, T(1), a_.d_attn_out, I, N * I, d, ba.qkv + 2 * I, 3 * I,
+                        N * 3 * I, d, T(0), a_.d_attn, N, h * N * N, N * N, B, h);
+        // dV_bj = A_used^T dO_bj  -> the v columns of d_qkv
+        be.gemm_batched(true, false, N, d, N, T(1), attn_used, N, h * N * N, N * N, a_.d_attn_out, I,
+                        N * I, d, T(0), a_.d_qkv + 2 * I, 3 * I, N * 3 * I, d, B, h);
+        if (attn_drop) be.multiply(a_.d_attn, a_.d_attn, ba.attn_mask, B * h * N * N);
+        if (keep_attn_grad_) be.copy(ba.d_attn_kept, a_.d_attn, std::size_t(B * h * N * N));
+        be.attention_softmax_backward(a_.d_scores, g + bo.temperature, a_.d_attn, ba.attn, ba.scores,
+                                      w + bo.temperature, temperature_mode(), fixed_tau(), B, h, N);
+        // dQ_bj = dS_bj K_bj ; dK_bj = dS_bj^T Q_bj
+        be.gemm_batched(false, false, N, d, N, T(1), a_.d_scores, N, h * N * N, N * N, ba.qkv + I, 3 * I,
+                        N * 3 * I, d, T(0), a_.d_qkv, 3 * I, N * 3 * I, d, B, h);
+        be.gemm_batched(true, false, N, d, N, T(1), a_.d_scores, N, h * N * N, N * N, ba.qkv, 3 * I,
+                        N * 3 * I, d, T(0), a_.d_qkv + I, 3 * I, N * 3 * I, d, B, h);
+      }
       be.gemm(true, false, 3 * I, D, BN, T(1), a_.d_qkv, 3 * I, ba.ln1, D, T(1), g + bo.qkv_w, D);
       be.gemm(false, false, BN, D, 3 * I, T(1), a_.d_qkv, 3 * I, w + bo.qkv_w, D, T(0), a_.d_ln, D);
       be.layernorm_backward(a_.d_branch, g + bo.attn_norm_w, g + bo.attn_norm_b, a_.d_ln, a_.resid[l],
@@ -467,6 +477,9 @@ class ViT {
     return C.temperature == Temperature::shared_log ? TemperatureMode::shared_log : TemperatureMode::per_head;
   }
   static T fixed_tau() { return T(1.0 / std::sqrt(double(d))); }
+  /// The backward goes through the separate attention ops (and needs the [B, h, N, N] gradient
+  /// scratch) only for attention dropout or kept attention gradients; otherwise attention_backward.
+  bool unfused_attention_backward() const { return (training_ && reg_.attn_dropout > 0) || keep_attn_grad_; }
 
   static double bias_fan_in(const ParamInfo& p) {
     // A bias's fan-in is its Linear's input width: find it from the name's weight sibling.
@@ -568,8 +581,8 @@ class ViT {
       a_.d_hidden = take(BN * M);
       a_.d_ln = take(BN * D);
       a_.d_attn_out = take(BN * I);
-      a_.d_attn = take(BHNN);
-      a_.d_scores = take(BHNN);
+      a_.d_attn = take(unfused_attention_backward() ? BHNN : 0);
+      a_.d_scores = take(unfused_attention_backward() ? BHNN : 0);
       a_.d_qkv = take(BN * 3 * I);
       a_.d_tokens = take(Bn * D);
       a_.d_patch_ln = take(Bn * PD);

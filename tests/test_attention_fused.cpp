@@ -1,0 +1,244 @@
+// tests/test_attention_fused.cpp -- the CPU backend's fused attention (attention_forward,
+// attention_backward) against the unfused composition it replaces in the model: gemm_batched for
+// the scores, attention_softmax_forward, gemm_batched for the output; backward two gemm_batched,
+// attention_softmax_backward, two gemm_batched. Float and double, every temperature mode with and
+// without the LSA mask, both GEMM engines, one and two threads, block counts B*h that are not a
+// multiple of the thread count; and a whole model whose backward takes the fused path against the
+// same model forced onto the unfused one (kept attention gradients).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "vitiq/vitiq.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace {
+
+using Index = std::ptrdiff_t;
+
+template <class T>
+std::vector<T> random_vec(std::size_t n, std::uint64_t seed, double scale = 1.0) {
+  vitiq::Rng rng(seed);
+  std::vector<T> v(n);
+  for (auto& x : v) x = T(scale * rng.normal());
+  return v;
+}
+
+/// max |a - b| / (max |b| + tiny)
+template <class T>
+double max_rel_diff(const std::vector<T>& a, const std::vector<T>& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    num = std::max(num, std::abs(double(a[i]) - double(b[i])));
+    den = std::max(den, std::abs(double(b[i])));
+  }
+  return num / (den + 1e-300);
+}
+
+/// Sets the backend's thread count for one scope.
+struct Threads {
+  explicit Threads(int n) {
+#if defined(_OPENMP)
+    old = omp_get_max_threads();
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+  }
+  ~Threads() {
+#if defined(_OPENMP)
+    omp_set_num_threads(old);
+#endif
+  }
+  int old = 1;
+};
+
+/// Sets the GEMM engine for one scope.
+struct Engine {
+  explicit Engine(vitiq::GemmEngine e) : old(vitiq::gemm_engine()) { vitiq::set_gemm_engine(e); }
+  ~Engine() { vitiq::set_gemm_engine(old); }
+  vitiq::GemmEngine old;
+};
+
+std::vector<vitiq::GemmEngine> engines() {
+  std::vector<vitiq::GemmEngine> e{vitiq::GemmEngine::eigen};
+  if (vitiq::blas_available()) e.push_back(vitiq::GemmEngine::blas);
+  return e;
+}
+
+/// The fused ops are the unfused composition regrouped by (b, j) block: the same single-threaded
+/// GEMMs; the softmax exp vectorised over whole rows and tau applied as a GEMM alpha in the
+/// backward, so they agree to a few ulp (here at most 7e-7 in float), not to the bit.
+template <class T>
+constexpr double tol() { return std::is_same_v<T, float> ? 4e-6 : 1e-13; }
+
+/// Everything one call of the forward and the backward produces.
+template <class T>
+struct Result {
+  std::vector<T> out, A, S, d_qkv, dparam;
+};
+
+/// A 64-byte aligned backend buffer of n copies of `value` (the model's tensors are 64-byte aligned;
+/// Eigen's vectorised row reductions start their aligned packets where the row's address says, so
+/// the bits of a softmax row depend on its alignment).
+template <class T>
+vitiq::HostBuffer<T> filled(const vitiq::CpuBackend<T>& be, std::size_t n, T value) {
+  auto buf = be.allocate(n);
+  be.fill(buf.data(), value, n);
+  return buf;
+}
+
+template <class T>
+std::vector<T> to_vec(const vitiq::HostBuffer<T>& b) {
+  return std::vector<T>(b.data(), b.data() + b.size());
+}
+
+template <class T>
+Result<T> run_unfused(const vitiq::CpuBackend<T>& be, const std::vector<T>& qkv, const std::vector<T>& d_out,
+                      const T* param, vitiq::TemperatureMode mode, T fixed_tau, bool mask, Index B, Index h, Index N,
+                      Index d) {
+  const Index I = h * d;
+  const std::size_t bhnn = std::size_t(B * h * N * N);
+  auto out = filled(be, std::size_t(B * N * I), T(-3)), A = filled(be, bhnn, T(-3)), S = filled(be, bhnn, T(-3));
+  auto d_qkv = filled(be, std::size_t(B * N * 3 * I), T(-3)), dA = filled(be, bhnn, T(0)), dS = filled(be, bhnn, T(0));
+  std::vector<T> dparam = {T(0.125), T(-0.25), T(0.5), T(1)};
+  be.gemm_batched(false, true, N, N, d, T(1), qkv.data(), 3 * I, N * 3 * I, d, qkv.data() + I, 3 * I, N * 3 * I, d,
+                  T(0), S.data(), N, h * N * N, N * N, B, h);
+  be.attention_softmax_forward(A.data(), S.data(), param, mode, fixed_tau, mask, B, h, N);
+  be.gemm_batched(false, false, N, d, N, T(1), A.data(), N, h * N * N, N * N, qkv.data() + 2 * I, 3 * I, N * 3 * I,
+                  d, T(0), out.data(), I, N * I, d, B, h);
+  be.gemm_batched(false, true, N, N, d, T(1), d_out.data(), I, N * I, d, qkv.data() + 2 * I, 3 * I, N * 3 * I, d,
+                  T(0), dA.data(), N, h * N * N, N * N, B, h);
+  be.gemm_batched(true, false, N, d, N, T(1), A.data(), N, h * N * N, N * N, d_out.data(), I, N * I, d, T(0),
+                  d_qkv.data() + 2 * I, 3 * I, N * 3 * I, d, B, h);
+  be.attention_softmax_backward(dS.data(), dparam.data(), dA.data(), A.data(), S.data(), param, mode, fixed_tau,
+                                B, h, N);
+  be.gemm_batched(false, false, N, d, N, T(1), dS.data(), N, h * N * N, N * N, qkv.data() + I, 3 * I, N * 3 * I, d,
+                  T(0), d_qkv.data(), 3 * I, N * 3 * I, d, B, h);
+  be.gemm_batched(true, false, N, d, N, T(1), dS.data(), N, h * N * N, N * N, qkv.data(), 3 * I, N * 3 * I, d, T(0),
+                  d_qkv.data() + I, 3 * I, N * 3 * I, d, B, h);
+  return {to_vec(out), to_vec(A), to_vec(S), to_vec(d_qkv), dparam};
+}
+
+template <class T>
+Result<T> run_fused(const vitiq::CpuBackend<T>& be, const std::vector<T>& qkv, const std::vector<T>& d_out,
+                    const T* param, vitiq::TemperatureMode mode, T fixed_tau, bool mask, Index B, Index h, Index N,
+                    Index d) {
+  const Index I = h * d;
+  const std::size_t bhnn = std::size_t(B * h * N * N);
+  // Outputs start from other values than the unfused run's: every element must be written.
+  auto out = filled(be, std::size_t(B * N * I), T(7)), A = filled(be, bhnn, T(7)), S = filled(be, bhnn, T(7));
+  auto d_qkv = filled(be, std::size_t(B * N * 3 * I), T(7));
+  std::vector<T> dparam = {T(0.125), T(-0.25), T(0.5), T(1)};  // accumulated into, as the unfused run's
+  be.attention_forward(out.data(), A.data(), S.data(), qkv.data(), param, mode, fixed_tau, mask, B, h, N, d);
+  be.attention_backward(d_qkv.data(), dparam.data(), d_out.data(), qkv.data(), A.data(), S.data(), param, mode,
+                        fixed_tau, B, h, N, d);
+  return {to_vec(out), to_vec(A), to_vec(S), to_vec(d_qkv), dparam};
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("fused attention equals the unfused composition of batched GEMMs and softmax",
+                   "[cpu_kernels][attention]", float, double) {
+  using T = TestType;
+  vitiq::CpuBackend<T> be;
+  struct Shape { Index B, h, N, d; };
+  // 9 and 15 blocks (odd: two threads get unequal shares), a few tokens and the aio shape
+  // (N = 65, d = 32), and one block alone.
+  const Shape shapes[] = {{3, 3, 17, 8}, {5, 3, 65, 32}, {1, 1, 9, 4}};
+  struct Case { vitiq::TemperatureMode mode; bool mask; };
+  const Case cases[] = {{vitiq::TemperatureMode::shared_log, true}, {vitiq::TemperatureMode::shared_log, false},
+                        {vitiq::TemperatureMode::per_head, true},   {vitiq::TemperatureMode::per_head, false},
+                        {vitiq::TemperatureMode::fixed, true},      {vitiq::TemperatureMode::fixed, false}};
+  for (const Shape& sh : shapes) {
+    const Index B = sh.B, h = sh.h, N = sh.N, d = sh.d, I = h * d;
+    const auto qkv = random_vec<T>(std::size_t(B * N * 3 * I), 31, 0.8);
+    const auto d_out = random_vec<T>(std::size_t(B * N * I), 32);
+    const std::vector<T> shared{T(std::log(0.3))}, per_head{T(0.2), T(0.35), T(0.5)};
+    for (const vitiq::GemmEngine engine : engines()) {
+      Engine en(engine);
+      for (const Case& c : cases) {
+        const T* param = c.mode == vitiq::TemperatureMode::shared_log ? shared.data()
+                         : c.mode == vitiq::TemperatureMode::per_head ? per_head.data()
+                                                                      : nullptr;
+        const T fixed_tau = T(1.0 / std::sqrt(double(d)));
+        Result<T> fused[2];
+        for (int threads : {1, 2}) {
+          Threads th(threads);
+          INFO("B " << B << " h " << h << " N " << N << " d " << d << " engine " << int(engine) << " mode "
+                    << int(c.mode) << " mask " << c.mask << " threads " << threads);
+          const Result<T> ref = run_unfused(be, qkv, d_out, param, c.mode, fixed_tau, c.mask, B, h, N, d);
+          const Result<T> got = run_fused(be, qkv, d_out, param, c.mode, fixed_tau, c.mask, B, h, N, d);
+          CHECK(max_rel_diff(got.S, ref.S) <= tol<T>());
+          CHECK(max_rel_diff(got.A, ref.A) <= tol<T>());
+          CHECK(max_rel_diff(got.out, ref.out) <= tol<T>());
+          CHECK(max_rel_diff(got.d_qkv, ref.d_qkv) <= tol<T>());
+          CHECK(max_rel_diff(got.dparam, ref.dparam) <= tol<T>());
+          if (c.mode == vitiq::TemperatureMode::fixed) CHECK(got.dparam == ref.dparam);  // unwritten
+          if (c.mask) {
+            int nonzero = 0;
+            for (Index r = 0; r < B * h * N; ++r) nonzero += got.A[std::size_t(r * N + r % N)] != T(0);
+            CHECK(nonzero == 0);  // the LSA diagonal is exactly 0
+          }
+          fused[threads - 1] = got;
+        }
+        // Each block is computed by one thread alone and the temperature sums go in block order:
+        // the thread count changes nothing.
+        CHECK(fused[0].out == fused[1].out);
+        CHECK(fused[0].A == fused[1].A);
+        CHECK(fused[0].d_qkv == fused[1].d_qkv);
+        CHECK(fused[0].dparam == fused[1].dparam);
+      }
+    }
+  }
+}
+
+namespace {
+
+constexpr vitiq::Config fused_probe{.image_size = 12, .patch_size = 4, .channels = 3, .dim = 12, .depth = 2,
+                                    .heads = 3, .dim_head = 8, .mlp_dim = 20, .num_classes = 5,
+                                    .spt = vitiq::SptVariant::axial, .lsa = true,
+                                    .temperature = vitiq::Temperature::per_head, .pool = vitiq::Pool::mean};
+
+/// Gradients of one forward/backward of `model` on fixed images and logit gradients.
+template <vitiq::Config C, class T>
+std::vector<T> model_gradients(vitiq::ViT<C, vitiq::CpuBackend<T>>& model, std::vector<T>& logits, Index B) {
+  const auto images = random_vec<T>(std::size_t(B * C.channels * C.image_size * C.image_size), 41);
+  const auto dlogits = random_vec<T>(std::size_t(B * C.num_classes), 42);
+  const auto out = model.forward(images, B);
+  logits.assign(out.begin(), out.end());
+  model.zero_grad();
+  model.backward(dlogits);
+  return model.gradients_to_host();
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("a model's fused attention path gives the gradients of the unfused path", "[model][attention]",
+                   float, double) {
+  using T = TestType;
+  const Index B = 3;  // 3 * 3 heads = 9 blocks
+  for (int threads : {1, 2}) {
+    Threads th(threads);
+    INFO("threads " << threads);
+    vitiq::ViT<fused_probe, vitiq::CpuBackend<T>> model({}, 5);
+    model.set_training(true);  // training mode without attention dropout: the fused path
+    std::vector<T> logits_fused, logits_unfused;
+    const auto g_fused = model_gradients(model, logits_fused, B);
+    model.keep_attention_gradients(true);  // the kept dA needs the unfused backward
+    const auto g_unfused = model_gradients(model, logits_unfused, B);
+    REQUIRE(model.attention_gradient(0) != nullptr);
+    CHECK(logits_fused == logits_unfused);  // the forward is the same in both
+    CHECK(max_rel_diff(g_fused, g_unfused) <= tol<T>());
+    // The temperatures (per head, first in each block's parameters) take the same gradient.
+    for (Index l = 0; l < fused_probe.depth; ++l)
+      for (Index j = 0; j < fused_probe.heads; ++j) {
+        const std::size_t at = model.offsets.blocks[std::size_t(l)].temperature + std::size_t(j);
+        CHECK(std::abs(double(g_fused[at]) - double(g_unfused[at])) <= 1e-5 * (std::abs(double(g_unfused[at])) + 1e-3));
+      }
+  }
+}

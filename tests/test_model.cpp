@@ -168,27 +168,35 @@ TEST_CASE("a tiny model overfits 16 images to 100 % training accuracy", "[model]
 TEST_CASE("Adam and AdamW follow PyTorch's update formulas", "[optim]") {
   using Be = vitiq::CpuBackend<double>;
   Be be;
-  std::vector<vitiq::ParamInfo> table{{"w", "w", {2}, 0, 2, vitiq::ParamKind::weight},
-                                      {"b", "b", {1}, 2, 1, vitiq::ParamKind::bias}};
-  for (auto kind : {vitiq::OptimizerKind::adam, vitiq::OptimizerKind::adamw}) {
-    vitiq::AdamOptions o{.kind = kind, .lr = 0.1, .beta1 = 0.8, .beta2 = 0.9, .eps = 1e-3, .weight_decay = 0.5};
-    vitiq::Adam<Be> adam(be, table, 3, o);
-    std::vector<double> p{1.0, -2.0, 3.0}, ref = p, m(3, 0.0), v(3, 0.0);
-    for (int t = 1; t <= 3; ++t) {
-      std::vector<double> g{0.3 * t, -0.1, 0.7 / t};
-      adam.step(p.data(), g.data());
-      for (int i = 0; i < 3; ++i) {
-        const double wd = i < 2 ? 0.5 : 0.0;  // the bias gets no decay
-        double gi = g[std::size_t(i)];
-        if (kind == vitiq::OptimizerKind::adamw) ref[std::size_t(i)] *= 1 - 0.1 * wd;
-        else gi += wd * ref[std::size_t(i)];
-        m[std::size_t(i)] = 0.8 * m[std::size_t(i)] + 0.2 * gi;
-        v[std::size_t(i)] = 0.9 * v[std::size_t(i)] + 0.1 * gi * gi;
-        const double bc1 = 1 - std::pow(0.8, t), bc2 = 1 - std::pow(0.9, t);
-        ref[std::size_t(i)] -= 0.1 / bc1 * m[std::size_t(i)] / (std::sqrt(v[std::size_t(i)]) / std::sqrt(bc2) + 1e-3);
+  // 3 parameters (scalar tails only) and 37 (whole vectors and a tail, in two ranges).
+  for (const int n : {3, 37}) {
+    CAPTURE(n);
+    std::vector<vitiq::ParamInfo> table{{"w", "w", {std::size_t(n - 1)}, 0, std::size_t(n - 1), vitiq::ParamKind::weight},
+                                        {"b", "b", {1}, std::size_t(n - 1), 1, vitiq::ParamKind::bias}};
+    for (auto kind : {vitiq::OptimizerKind::adam, vitiq::OptimizerKind::adamw}) {
+      vitiq::AdamOptions o{.kind = kind, .lr = 0.1, .beta1 = 0.8, .beta2 = 0.9, .eps = 1e-3, .weight_decay = 0.5};
+      vitiq::Adam<Be> adam(be, table, std::size_t(n), o);
+      const std::size_t un = std::size_t(n);
+      std::vector<double> p(un), m(un, 0.0), v(un, 0.0);
+      for (int i = 0; i < n; ++i) p[std::size_t(i)] = (i % 2 ? -1.0 : 1.0) * (1.0 + i);
+      std::vector<double> ref = p;
+      for (int t = 1; t <= 3; ++t) {
+        std::vector<double> g(un);
+        for (int i = 0; i < n; ++i) g[std::size_t(i)] = (i % 3 == 0 ? 0.3 * t : i % 3 == 1 ? -0.1 : 0.7 / t) * (1 + 0.1 * i);
+        adam.step(p.data(), g.data());
+        for (int i = 0; i < n; ++i) {
+          const double wd = i < n - 1 ? 0.5 : 0.0;  // the bias gets no decay
+          double gi = g[std::size_t(i)];
+          if (kind == vitiq::OptimizerKind::adamw) ref[std::size_t(i)] *= 1 - 0.1 * wd;
+          else gi += wd * ref[std::size_t(i)];
+          m[std::size_t(i)] = 0.8 * m[std::size_t(i)] + 0.2 * gi;
+          v[std::size_t(i)] = 0.9 * v[std::size_t(i)] + 0.1 * gi * gi;
+          const double bc1 = 1 - std::pow(0.8, t), bc2 = 1 - std::pow(0.9, t);
+          ref[std::size_t(i)] -= 0.1 / bc1 * m[std::size_t(i)] / (std::sqrt(v[std::size_t(i)]) / std::sqrt(bc2) + 1e-3);
+        }
       }
+      for (int i = 0; i < n; ++i) CHECK(p[std::size_t(i)] == Approx(ref[std::size_t(i)]).epsilon(1e-14));
     }
-    for (int i = 0; i < 3; ++i) CHECK(p[std::size_t(i)] == Approx(ref[std::size_t(i)]).epsilon(1e-14));
   }
 }
 

@@ -1073,18 +1073,23 @@ struct CpuBackend {
   void adam_update(T* p, const T* g, T* m, T* v, std::size_t n, const AdamStep<T>& s) const {
     const T step_size = s.lr / s.bias_correction1;
     const T bc2_sqrt = std::sqrt(s.bias_correction2);
+    // PyTorch's Adam(W) formulas element by element, as vector expressions over each chunk (the
+    // scalar loop did not vectorise: four pointers that may alias).
+    const bool decay = s.weight_decay != T(0), decoupled = decay && s.decoupled;
+    const T keep = T(1) - s.lr * s.weight_decay;
     parallel_for(Index(n), 4, [&](Index i0, Index i1) {
-      for (Index i = i0; i < i1; ++i) {
-        T grad = g[i];
-        if (s.weight_decay != T(0)) {
-          if (s.decoupled) p[i] *= T(1) - s.lr * s.weight_decay;
-          else grad += s.weight_decay * p[i];
-        }
-        m[i] = s.beta1 * m[i] + (T(1) - s.beta1) * grad;
-        v[i] = s.beta2 * v[i] + (T(1) - s.beta2) * grad * grad;
-        const T denom = std::sqrt(v[i]) / bc2_sqrt + s.eps;
-        p[i] -= step_size * m[i] / denom;
+      const Index len = i1 - i0;
+      auto pv = vec(p + i0, len), mv = vec(m + i0, len), vv = vec(v + i0, len);
+      const auto gv = vec(g + i0, len);
+      if (decoupled) pv *= keep;
+      if (decay && !decoupled) {
+        mv = s.beta1 * mv + (T(1) - s.beta1) * (gv + s.weight_decay * pv);
+        vv = s.beta2 * vv + (T(1) - s.beta2) * (gv + s.weight_decay * pv).square();
+      } else {
+        mv = s.beta1 * mv + (T(1) - s.beta1) * gv;
+        vv = s.beta2 * vv + (T(1) - s.beta2) * gv.square();
       }
+      pv -= step_size * mv / (vv.sqrt() / bc2_sqrt + s.eps);
     });
   }
 
@@ -1166,6 +1171,11 @@ struct CpuBackend {
   /// to a few ulp (vectorised exp, sums in another order); the masked A_ii is still exactly 0.
   static void softmax_row_padded(T* a_out, const T* s, T* work, T tau, bool mask_diagonal, Index i, Index N,
                                  Index padded) {
+    if constexpr (std::is_same_v<T, float> && Eigen::internal::packet_traits<T>::HasExp &&
+                  Eigen::internal::packet_traits<T>::size > 1) {
+      softmax_row_packets(a_out, s, work, tau, mask_diagonal, i, N, padded);
+      return;
+    }
     const T lowest = std::numeric_limits<T>::lowest();
     Eigen::Map<Vec, Eigen::Aligned64> z(work, padded);
     z.head(N) = vec(s, N) * tau;
@@ -1175,6 +1185,39 @@ struct CpuBackend {
     z = (z - mx).exp();
     if (mask_diagonal) z[i] = T(0);
     vec(a_out, N) = z.head(N) * (T(1) / z.head(N).sum());
+  }
+
+  /// softmax_row_padded in three passes over the row with Eigen's packet primitives (the same
+  /// exp), instead of one pass per expression: z = s tau stored with its running maximum (the
+  /// masked entry and the padding set to lowest first), e = exp(z - max) stored with its running
+  /// sum, then a = e / sum. exp of the masked and padding entries is Eigen's clamped exp(-88.7),
+  /// a denormal that cannot move a sum >= 1 (the maximum's own term); the masked A_ii is then set
+  /// to exactly 0. Float only (the double path keeps the expressions: the test reference).
+  static void softmax_row_packets(T* a_out, const T* s, T* work, T tau, bool mask_diagonal, Index i, Index N,
+                                  Index padded) {
+    namespace ei = Eigen::internal;
+    using Packet = typename ei::packet_traits<T>::type;
+    constexpr Index W = ei::packet_traits<T>::size;  // padded is a multiple of 16, so of W
+    const T lowest = std::numeric_limits<T>::lowest();
+    const Packet vtau = ei::pset1<Packet>(tau);
+    const Index full = N / W * W;
+    for (Index c = 0; c < full; c += W) ei::pstore(work + c, ei::pmul(ei::ploadu<Packet>(s + c), vtau));
+    for (Index c = full; c < padded; ++c) work[c] = c < N ? s[c] * tau : lowest;
+    if (mask_diagonal) work[i] = lowest;
+    Packet vmax = ei::pload<Packet>(work);
+    for (Index c = W; c < padded; c += W) vmax = ei::pmax(vmax, ei::pload<Packet>(work + c));
+    const Packet mx = ei::pset1<Packet>(ei::predux_max(vmax));
+    Packet vsum = ei::pset1<Packet>(T(0));
+    for (Index c = 0; c < padded; c += W) {
+      const Packet e = ei::pexp(ei::psub(ei::pload<Packet>(work + c), mx));
+      ei::pstore(work + c, e);
+      vsum = ei::padd(vsum, e);
+    }
+    const T inv_s = T(1) / ei::predux(vsum);
+    const Packet inv = ei::pset1<Packet>(inv_s);
+    for (Index c = 0; c < full; c += W) ei::pstoreu(a_out + c, ei::pmul(ei::pload<Packet>(work + c), inv));
+    for (Index c = full; c < N; ++c) a_out[c] = work[c] * inv_s;
+    if (mask_diagonal) a_out[i] = T(0);
   }
 
   /// The softmax Jacobian on one (b, j) block, in place: dz [N, ldz] holds dA and becomes

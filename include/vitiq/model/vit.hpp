@@ -222,6 +222,7 @@ class ViT {
     const bool train = training_;
     const std::uint64_t pass = train ? forward_count_++ : 0;
     std::uint64_t stream = pass * 4096;  // each masked tensor of this pass gets its own stream
+    const bool branch_reg = branch_regularized();  // else the residual adds ride on the GEMMs (beta = 1)
 
     // Patch embedding: SPT gather, LayerNorm over PD features, Linear PD -> D.
     be.spt_forward(a_.patches, images, B, Ch, S, S, P, C.spt);                    // [B, n, PD]
@@ -259,11 +260,17 @@ class ViT {
         be.gemm_batched(false, false, N, d, N, T(1), ba.attn_dropped, N, h * N * N, N * N, ba.qkv + 2 * I,
                         3 * I, N * 3 * I, d, T(0), ba.attn_out, I, N * I, d, B, h);  // [B, N, I]
       }
-      be.gemm(false, true, BN, D, I, T(1), ba.attn_out, I, w + bo.out_w, I, T(0), a_.branch, D);
-      be.add_bias(a_.branch, w + bo.out_b, BN, D);                                // [B*N, D]
-      apply_branch_regularization(a_.branch, ba.proj_mask, ba.sd_attn, B, stream);
       be.copy(ba.mid, a_.resid[l], BN * D);
-      be.add(ba.mid, a_.branch, BN * D);                                          // [B, N, D]
+      if (!branch_reg) {
+        // mid = resid + (attn_out Wo^T) + bo: the GEMM adds into the copy (beta = 1), no branch pass.
+        be.gemm(false, true, BN, D, I, T(1), ba.attn_out, I, w + bo.out_w, I, T(1), ba.mid, D);
+        be.add_bias(ba.mid, w + bo.out_b, BN, D);                                 // [B, N, D]
+      } else {
+        be.gemm(false, true, BN, D, I, T(1), ba.attn_out, I, w + bo.out_w, I, T(0), a_.branch, D);
+        be.add_bias(a_.branch, w + bo.out_b, BN, D);                              // [B*N, D]
+        apply_branch_regularization(a_.branch, ba.proj_mask, ba.sd_attn, B, stream);
+        be.add(ba.mid, a_.branch, BN * D);                                        // [B, N, D]
+      }
 
       // ---- MLP branch: resid' = mid + drop(W2 drop(GELU(W1 LN2(mid) + b1)) + b2)
       be.layernorm_forward(ba.ln2, ba.ln2_mean, ba.ln2_rstd, ba.mid, w + bo.mlp_norm_w,
@@ -277,11 +284,16 @@ class ViT {
         be.multiply(ba.hidden_dropped, ba.hidden, ba.hidden_mask, BN * M);
         hidden_used = ba.hidden_dropped;
       }
-      be.gemm(false, true, BN, D, M, T(1), hidden_used, M, w + bo.fc2_w, M, T(0), a_.branch, D);
-      be.add_bias(a_.branch, w + bo.fc2_b, BN, D);                                // [B*N, D]
-      apply_branch_regularization(a_.branch, ba.fc2_mask, ba.sd_mlp, B, stream);
       be.copy(a_.resid[l + 1], ba.mid, BN * D);
-      be.add(a_.resid[l + 1], a_.branch, BN * D);                                 // [B, N, D]
+      if (!branch_reg) {
+        be.gemm(false, true, BN, D, M, T(1), hidden_used, M, w + bo.fc2_w, M, T(1), a_.resid[l + 1], D);
+        be.add_bias(a_.resid[l + 1], w + bo.fc2_b, BN, D);                        // [B, N, D]
+      } else {
+        be.gemm(false, true, BN, D, M, T(1), hidden_used, M, w + bo.fc2_w, M, T(0), a_.branch, D);
+        be.add_bias(a_.branch, w + bo.fc2_b, BN, D);                              // [B*N, D]
+        apply_branch_regularization(a_.branch, ba.fc2_mask, ba.sd_mlp, B, stream);
+        be.add(a_.resid[l + 1], a_.branch, BN * D);                               // [B, N, D]
+      }
     }
 
     // Pool, head LayerNorm, Linear D -> K.
@@ -329,6 +341,7 @@ class ViT {
     T* g = grads_.data();
     const auto& o = offsets;
     const bool train = training_;
+    const bool branch_reg = branch_regularized();  // else d_resid is the branches' output gradient as is
 
     // Head: logits = head_ln Wh^T + bh; head_ln = LN(pooled).
     be.gemm(true, false, K, D, B, T(1), dlogits, K, a_.head_ln, D, T(1), g + o.head_w, D);  // dWh += dlogits^T head_ln
@@ -342,13 +355,18 @@ class ViT {
       const BlockOffsets& bo = o.blocks[l];
       BlockActs& ba = a_.block[l];
       // ---- MLP branch. d_resid holds dL/d resid[l+1] = dL/d mid (identity path) + branch path.
-      be.copy(a_.d_branch, a_.d_resid, BN * D);
-      undo_branch_regularization(a_.d_branch, ba.fc2_mask, ba.sd_mlp, B);        // [B*N, D]
+      // d fc2 output = d_resid, or its copy through the dropout / stochastic-depth masks.
+      const T* d_fc2 = a_.d_resid;
+      if (branch_reg) {
+        be.copy(a_.d_branch, a_.d_resid, BN * D);
+        undo_branch_regularization(a_.d_branch, ba.fc2_mask, ba.sd_mlp, B);      // [B*N, D]
+        d_fc2 = a_.d_branch;
+      }
       const bool hidden_drop = train && reg_.dropout > 0;
       const T* hidden_used = hidden_drop ? ba.hidden_dropped : ba.hidden;
-      be.gemm(true, false, D, M, BN, T(1), a_.d_branch, D, hidden_used, M, T(1), g + bo.fc2_w, M);
-      be.bias_backward(g + bo.fc2_b, a_.d_branch, BN, D);
-      be.gemm(false, false, BN, M, D, T(1), a_.d_branch, D, w + bo.fc2_w, M, T(0), a_.d_hidden, M);  // [B*N, M]
+      be.gemm(true, false, D, M, BN, T(1), d_fc2, D, hidden_used, M, T(1), g + bo.fc2_w, M);
+      be.bias_backward(g + bo.fc2_b, d_fc2, BN, D);
+      be.gemm(false, false, BN, M, D, T(1), d_fc2, D, w + bo.fc2_w, M, T(0), a_.d_hidden, M);  // [B*N, M]
       if (hidden_drop) be.multiply(a_.d_hidden, a_.d_hidden, ba.hidden_mask, BN * M);
       be.gelu_backward(a_.d_hidden, a_.d_hidden, ba.hidden_pre, BN * M);         // d hidden_pre
       be.gemm(true, false, M, D, BN, T(1), a_.d_hidden, M, ba.ln2, D, T(1), g + bo.fc1_w, D);
@@ -359,11 +377,15 @@ class ViT {
       be.add(a_.d_resid, a_.d_branch, BN * D);                                   // now dL/d mid
 
       // ---- attention branch.
-      be.copy(a_.d_branch, a_.d_resid, BN * D);
-      undo_branch_regularization(a_.d_branch, ba.proj_mask, ba.sd_attn, B);      // d proj [B*N, D]
-      be.gemm(true, false, D, I, BN, T(1), a_.d_branch, D, ba.attn_out, I, T(1), g + bo.out_w, I);
-      be.bias_backward(g + bo.out_b, a_.d_branch, BN, D);
-      be.gemm(false, false, BN, I, D, T(1), a_.d_branch, D, w + bo.out_w, I, T(0), a_.d_attn_out, I);  // [B*N, I]
+      const T* d_proj = a_.d_resid;  // d projection output, as d_fc2 above
+      if (branch_reg) {
+        be.copy(a_.d_branch, a_.d_resid, BN * D);
+        undo_branch_regularization(a_.d_branch, ba.proj_mask, ba.sd_attn, B);    // [B*N, D]
+        d_proj = a_.d_branch;
+      }
+      be.gemm(true, false, D, I, BN, T(1), d_proj, D, ba.attn_out, I, T(1), g + bo.out_w, I);
+      be.bias_backward(g + bo.out_b, d_proj, BN, D);
+      be.gemm(false, false, BN, I, D, T(1), d_proj, D, w + bo.out_w, I, T(0), a_.d_attn_out, I);  // [B*N, I]
       const bool attn_drop = train && reg_.attn_dropout > 0;
       if (!unfused_attention_backward()) {
         // d_qkv (q, k, v columns) and the temperature gradient, block by block (the composition
@@ -509,6 +531,9 @@ class ViT {
       be.scale_rows(branch, sd_scale, B, N * D);
     }
   }
+  /// Whether apply_branch_regularization does anything in this pass (training with dropout or
+  /// stochastic depth); otherwise a branch's output is added to the residual stream by its GEMM.
+  bool branch_regularized() const { return training_ && (reg_.dropout > 0 || reg_.stochastic_depth > 0); }
   /// The gradient of apply_branch_regularization, in place on d [B*N, D].
   void undo_branch_regularization(T* dbranch, const T* mask, const T* sd_scale, Index B) {
     Backend& be = backend_;
@@ -568,7 +593,7 @@ class ViT {
         ba.sd_mlp = take(sd ? std::size_t(B) : 0);
         ba.d_attn_kept = take(keep_attn_grad_ ? BHNN : 0);
       }
-      a_.branch = take(BN * D);
+      a_.branch = take(drop || sd ? BN * D : 0);  // only where a branch is masked (branch_regularized())
       a_.pooled = take(std::size_t(B * D));
       a_.head_ln = take(std::size_t(B * D));
       a_.head_mean = take(std::size_t(B));

@@ -11,6 +11,9 @@
 //       the process's peak resident memory (getrusage ru_maxrss).
 //   vitiq-bench-compare gemm [--size 2048] [--min-time S] [--threads T]
 //       a float32 size^3 GEMM through CpuBackend<float>::gemm: the GEMM peak of this build.
+//   vitiq-bench-compare gemm --shape M,N,K [--min-time S] [--threads T]
+//       C [M, N] = X [M, K] W^T with W [N, K], as the model's Linear layers call it (e.g. 65,768,256:
+//       the iqa preset's qkv projection of one image), on the same operands every run.
 //   vitiq-bench-compare engines
 //       {"eigen": true, "blas": true|false}: the GEMM engines of this build (VITIQ_GEMM chooses).
 //
@@ -44,6 +47,7 @@ using Clock = std::chrono::steady_clock;
 struct Args {
   std::string command, preset = "aio", work = "train", out = ".";
   long batch = 64, size = 2048, threads = 0;
+  long m = 0, n = 0, k = 0;  // --shape M,N,K: a Linear-layer GEMM instead of size^3
   double min_time = 2.0;
 };
 
@@ -60,6 +64,10 @@ Args parse(int argc, char** argv) {
     else if (k == "--out") a.out = v;
     else if (k == "--batch") a.batch = std::stol(v);
     else if (k == "--size") a.size = std::stol(v);
+    else if (k == "--shape") {
+      if (std::sscanf(v.c_str(), "%ld,%ld,%ld", &a.m, &a.n, &a.k) != 3 || a.m < 1 || a.n < 1 || a.k < 1)
+        throw std::invalid_argument("--shape must be M,N,K (positive integers), not " + v);
+    }
     else if (k == "--threads") a.threads = std::stol(v);
     else if (k == "--min-time") a.min_time = std::stod(v);
     else throw std::invalid_argument("unknown option " + k);
@@ -181,19 +189,22 @@ int run_time(const Args& a) {
 }
 
 int run_gemm(const Args& a) {
-  const long n = a.size;
-  std::vector<float> A(std::size_t(n * n)), Bm(std::size_t(n * n)), Cm(std::size_t(n * n));
+  const bool linear = a.m > 0;  // --shape: C = X W^T as the model's Linear layers; else size^3, C = A B
+  const long M = linear ? a.m : a.size, N = linear ? a.n : a.size, K = linear ? a.k : a.size;
+  std::vector<float> A(std::size_t(M * K)), Bm(std::size_t(K * N)), Cm(std::size_t(M * N));
   vitiq::Rng rng(3);
   for (auto& v : A) v = float(rng.uniform(-1, 1));
   for (auto& v : Bm) v = float(rng.uniform(-1, 1));
   vitiq::CpuBackend<float> be;
   double cpu = 0;
   const auto runs = time_runs([&] {
-    be.gemm(false, false, n, n, n, 1.f, A.data(), n, Bm.data(), n, 0.f, Cm.data(), n);
+    if (linear) be.gemm(false, true, M, N, K, 1.f, A.data(), K, Bm.data(), K, 0.f, Cm.data(), N);
+    else be.gemm(false, false, M, N, K, 1.f, A.data(), K, Bm.data(), N, 0.f, Cm.data(), N);
   }, a.min_time, cpu);
   const double t = median(runs);
-  std::printf("{\"side\": \"vitiq\", \"command\": \"gemm\", \"size\": %ld, \"threads\": %d, \"seconds\": %.6g, "
-              "\"gflops\": %.6g}\n", n, omp_threads(), t, 2.0 * double(n) * double(n) * double(n) / t * 1e-9);
+  std::printf("{\"side\": \"vitiq\", \"command\": \"gemm\", \"m\": %ld, \"n\": %ld, \"k\": %ld, \"linear\": %s, "
+              "\"threads\": %d, \"seconds\": %.6g, \"gflops\": %.6g}\n",
+              M, N, K, linear ? "true" : "false", omp_threads(), t, 2.0 * double(M) * double(N) * double(K) / t * 1e-9);
   return 0;
 }
 

@@ -100,6 +100,13 @@ def cmd_time(args):
 
 
 def cmd_gemm(args):
+    if args.shape:  # C [M, N] = X [M, K] W^T, W [N, K]: a Linear layer, as vitiq-bench-compare gemm --shape
+        m, n, k = (int(v) for v in args.shape.split(","))
+        x, w = torch.randn(m, k), torch.randn(n, k)
+        t = statistics.median(time_runs(lambda: torch.nn.functional.linear(x, w), args.min_time))
+        print(json.dumps({"side": "pytorch", "command": "gemm", "m": m, "n": n, "k": k, "linear": True,
+                          "torch_threads": torch.get_num_threads(), "seconds": t, "gflops": 2.0 * m * n * k / t * 1e-9}))
+        return
     n = args.size
     a, b = torch.randn(n, n), torch.randn(n, n)
     t = statistics.median(time_runs(lambda: torch.mm(a, b), args.min_time))
@@ -130,6 +137,7 @@ def main():
     p.add_argument("--min-time", type=float, default=2.0)
     p = sub.add_parser("gemm")
     p.add_argument("--size", type=int, default=2048)
+    p.add_argument("--shape", help="M,N,K: X [M, K] times W [N, K] transposed (a Linear layer) instead of size^3")
     p.add_argument("--min-time", type=float, default=2.0)
     for name in ("parity", "time", "gemm"):
         sub.choices[name].add_argument("--torch-threads", type=int, default=1)

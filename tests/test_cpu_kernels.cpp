@@ -59,8 +59,10 @@ TEMPLATE_TEST_CASE("tiled GEMM matches the plain product in every transpose mode
   using T = TestType;
   vitiq::CpuBackend<T> be;
   // Shapes below and above the tiling threshold, wide and tall (split by columns and by rows),
-  // and leading dimensions larger than the rows.
-  const Index shapes[][3] = {{3, 5, 7}, {130, 70, 33}, {37, 300, 129}, {513, 96, 64}, {64, 64, 0}};
+  // K much longer than C's sides (split along K with two threads: 1100 and 777 are not multiples
+  // of the 16-element part boundaries), and leading dimensions larger than the rows.
+  const Index shapes[][3] = {{3, 5, 7}, {130, 70, 33}, {37, 300, 129}, {513, 96, 64}, {64, 64, 0},
+                             {128, 70, 1100}, {96, 200, 777}};
   for (const vitiq::GemmEngine engine : engines())
   for (int threads : {1, 2}) {
     Engine en(engine);

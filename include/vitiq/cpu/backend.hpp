@@ -381,7 +381,11 @@ struct CpuBackend {
   ///
   /// Large products are cut into one tile of C per thread (along the longer side of C); each
   /// tile is one single-threaded Eigen GEMM (packing + AVX kernels). Small ones run whole on the
-  /// caller's thread.
+  /// caller's thread. Where K is at least twice C's longer side (the weight gradients, dW =
+  /// dY^T X over B*N rows), a tile of C would make every thread pack the whole long operand:
+  /// there the threads share K instead, the first adding its part into C (with beta), the others
+  /// into scratch matrices that are then added to C in a fixed order (deterministic for a given
+  /// thread count; the sums are grouped differently from one thread's).
   /// @param trans_a op(A) = A^T when true
   /// @param trans_b op(B) = B^T when true
   /// @param M       rows of op(A) and C
@@ -408,6 +412,10 @@ struct CpuBackend {
       gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
       return;
     }
+    if (K >= 2 * longer && K / threads >= 4 * min_tile) {
+      gemm_split_k(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+      return;
+    }
     const bool split_rows = M >= N;
     detail::WorkerPool::instance().run(tiles, threads, [&](Index t) {
       // tile boundaries on multiples of 16 (whole micro-kernel panels)
@@ -419,6 +427,29 @@ struct CpuBackend {
       } else {
         const T* b = trans_b ? B + b0 * ldb : B + b0;
         gemm_serial(trans_a, trans_b, M, b1 - b0, K, alpha, A, lda, b, ldb, beta, C + b0, ldc);
+      }
+    });
+  }
+
+  /// gemm() with K shared by `parts` threads: part 0 computes C = alpha op(A) op(B) + beta C over
+  /// its K range, part p > 0 alpha op(A) op(B) over its range into scratch p - 1 [M, N]; then C +=
+  /// scratch 0, scratch 1, ... row by row. The scratch is the calling thread's, kept between calls.
+  static void gemm_split_k(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha, const T* A, Index lda,
+                           const T* B, Index ldb, T beta, T* C, Index ldc, int parts) {
+    thread_local std::vector<T> scratch;
+    scratch.resize(std::size_t((parts - 1) * M * N));
+    T* work = scratch.data();
+    detail::WorkerPool::instance().run(parts, parts, [&](Index p) {
+      const Index k0 = (K * p / parts) / 16 * 16, k1 = p + 1 == parts ? K : (K * (p + 1) / parts) / 16 * 16;
+      const T* a = trans_a ? A + k0 * lda : A + k0;  // op(A) columns k0.. : rows of A^T, columns of A
+      const T* b = trans_b ? B + k0 : B + k0 * ldb;  // op(B) rows k0..
+      if (p == 0) gemm_serial(trans_a, trans_b, M, N, k1 - k0, alpha, a, lda, b, ldb, beta, C, ldc);
+      else gemm_serial(trans_a, trans_b, M, N, k1 - k0, alpha, a, lda, b, ldb, T(0), work + (p - 1) * M * N, N);
+    });
+    parallel_for(M, N * parts, [&](Index r0, Index r1) {
+      for (Index r = r0; r < r1; ++r) {
+        auto c = vec(C + r * ldc, N);
+        for (int p = 1; p < parts; ++p) c += vec(work + (p - 1) * M * N + r * N, N);
       }
     });
   }

@@ -1218,10 +1218,10 @@ struct CpuBackend {
     vec(a_out, N) = z.head(N) * (T(1) / z.head(N).sum());
   }
 
-  /// softmax_row_padded in three passes over the row with Eigen's packet primitives (the same
-  /// exp), instead of one pass per expression: z = s tau stored with its running maximum (the
-  /// masked entry and the padding set to lowest first), e = exp(z - max) stored with its running
-  /// sum, then a = e / sum. exp of the masked and padding entries is Eigen's clamped exp(-88.7),
+  /// softmax_row_padded in four short passes over the row with Eigen's packet primitives (the
+  /// same exp): z = s tau stored (the masked entry and the padding set to lowest), its maximum,
+  /// e = exp(z - max) stored with its running sum, then a = e / sum; the expression form needs
+  /// a pass per expression and its own tails. exp of the masked and padding entries is Eigen's clamped exp(-88.7),
   /// a denormal that cannot move a sum >= 1 (the maximum's own term); the masked A_ii is then set
   /// to exactly 0. Float only (the double path keeps the expressions: the test reference).
   static void softmax_row_packets(T* a_out, const T* s, T* work, T tau, bool mask_diagonal, Index i, Index N,

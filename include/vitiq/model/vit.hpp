@@ -222,7 +222,6 @@ class ViT {
     const bool train = training_;
     const std::uint64_t pass = train ? forward_count_++ : 0;
     std::uint64_t stream = pass * 4096;  // each masked tensor of this pass gets its own stream
-    const bool branch_reg = branch_regularized();  // else the residual adds ride on the GEMMs (beta = 1)
 
     // Patch embedding: SPT gather, LayerNorm over PD features, Linear PD -> D.
     be.spt_forward(a_.patches, images, B, Ch, S, S, P, C.spt);                    // [B, n, PD]
@@ -261,16 +260,8 @@ class ViT {
                         3 * I, N * 3 * I, d, T(0), ba.attn_out, I, N * I, d, B, h);  // [B, N, I]
       }
       be.copy(ba.mid, a_.resid[l], BN * D);
-      if (!branch_reg) {
-        // mid = resid + (attn_out Wo^T) + bo: the GEMM adds into the copy (beta = 1), no branch pass.
-        be.gemm(false, true, BN, D, I, T(1), ba.attn_out, I, w + bo.out_w, I, T(1), ba.mid, D);
-        be.add_bias(ba.mid, w + bo.out_b, BN, D);                                 // [B, N, D]
-      } else {
-        be.gemm(false, true, BN, D, I, T(1), ba.attn_out, I, w + bo.out_w, I, T(0), a_.branch, D);
-        be.add_bias(a_.branch, w + bo.out_b, BN, D);                              // [B*N, D]
-        apply_branch_regularization(a_.branch, ba.proj_mask, ba.sd_attn, B, stream);
-        be.add(ba.mid, a_.branch, BN * D);                                        // [B, N, D]
-      }
+      add_branch_output(ba.mid, ba.attn_out, I, w + bo.out_w, w + bo.out_b, ba.proj_mask, ba.sd_attn, B,
+                        stream);                                                  // [B, N, D]
 
       // ---- MLP branch: resid' = mid + drop(W2 drop(GELU(W1 LN2(mid) + b1)) + b2)
       be.layernorm_forward(ba.ln2, ba.ln2_mean, ba.ln2_rstd, ba.mid, w + bo.mlp_norm_w,
@@ -285,15 +276,8 @@ class ViT {
         hidden_used = ba.hidden_dropped;
       }
       be.copy(a_.resid[l + 1], ba.mid, BN * D);
-      if (!branch_reg) {
-        be.gemm(false, true, BN, D, M, T(1), hidden_used, M, w + bo.fc2_w, M, T(1), a_.resid[l + 1], D);
-        be.add_bias(a_.resid[l + 1], w + bo.fc2_b, BN, D);                        // [B, N, D]
-      } else {
-        be.gemm(false, true, BN, D, M, T(1), hidden_used, M, w + bo.fc2_w, M, T(0), a_.branch, D);
-        be.add_bias(a_.branch, w + bo.fc2_b, BN, D);                              // [B*N, D]
-        apply_branch_regularization(a_.branch, ba.fc2_mask, ba.sd_mlp, B, stream);
-        be.add(a_.resid[l + 1], a_.branch, BN * D);                               // [B, N, D]
-      }
+      add_branch_output(a_.resid[l + 1], hidden_used, M, w + bo.fc2_w, w + bo.fc2_b, ba.fc2_mask, ba.sd_mlp, B,
+                        stream);                                                  // [B, N, D]
     }
 
     // Pool, head LayerNorm, Linear D -> K.
@@ -341,7 +325,6 @@ class ViT {
     T* g = grads_.data();
     const auto& o = offsets;
     const bool train = training_;
-    const bool branch_reg = branch_regularized();  // else d_resid is the branches' output gradient as is
 
     // Head: logits = head_ln Wh^T + bh; head_ln = LN(pooled).
     be.gemm(true, false, K, D, B, T(1), dlogits, K, a_.head_ln, D, T(1), g + o.head_w, D);  // dWh += dlogits^T head_ln
@@ -355,13 +338,7 @@ class ViT {
       const BlockOffsets& bo = o.blocks[l];
       BlockActs& ba = a_.block[l];
       // ---- MLP branch. d_resid holds dL/d resid[l+1] = dL/d mid (identity path) + branch path.
-      // d fc2 output = d_resid, or its copy through the dropout / stochastic-depth masks.
-      const T* d_fc2 = a_.d_resid;
-      if (branch_reg) {
-        be.copy(a_.d_branch, a_.d_resid, BN * D);
-        undo_branch_regularization(a_.d_branch, ba.fc2_mask, ba.sd_mlp, B);      // [B*N, D]
-        d_fc2 = a_.d_branch;
-      }
+      const T* d_fc2 = branch_output_grad(ba.fc2_mask, ba.sd_mlp, B);             // [B*N, D]
       const bool hidden_drop = train && reg_.dropout > 0;
       const T* hidden_used = hidden_drop ? ba.hidden_dropped : ba.hidden;
       be.gemm(true, false, D, M, BN, T(1), d_fc2, D, hidden_used, M, T(1), g + bo.fc2_w, M);
@@ -377,12 +354,7 @@ class ViT {
       be.add(a_.d_resid, a_.d_branch, BN * D);                                   // now dL/d mid
 
       // ---- attention branch.
-      const T* d_proj = a_.d_resid;  // d projection output, as d_fc2 above
-      if (branch_reg) {
-        be.copy(a_.d_branch, a_.d_resid, BN * D);
-        undo_branch_regularization(a_.d_branch, ba.proj_mask, ba.sd_attn, B);    // [B*N, D]
-        d_proj = a_.d_branch;
-      }
+      const T* d_proj = branch_output_grad(ba.proj_mask, ba.sd_attn, B);          // [B*N, D]
       be.gemm(true, false, D, I, BN, T(1), d_proj, D, ba.attn_out, I, T(1), g + bo.out_w, I);
       be.bias_backward(g + bo.out_b, d_proj, BN, D);
       be.gemm(false, false, BN, I, D, T(1), d_proj, D, w + bo.out_w, I, T(0), a_.d_attn_out, I);  // [B*N, I]
@@ -518,28 +490,45 @@ class ViT {
     return out;
   }
 
-  /// Dropout then stochastic depth on a branch output [B*N, D], masks kept for the backward.
-  void apply_branch_regularization(T* branch, T* mask, T* sd_scale, Index B, std::uint64_t& stream) {
+  /// Whether dropout or stochastic depth masks the branches in this pass (training with either).
+  bool branch_regularized() const { return training_ && (reg_.dropout > 0 || reg_.stochastic_depth > 0); }
+
+  /// resid [B*N, D] += sd(drop(in [B*N, k] W^T + b)): a branch's last Linear (W [D, k], b [D]),
+  /// its dropout and stochastic depth (masks kept for the backward), added to the residual stream.
+  /// Unmasked (!branch_regularized()), the GEMM adds straight into resid (beta = 1) and no branch
+  /// buffer is written.
+  void add_branch_output(T* resid, const T* in, Index k, const T* W, const T* b, T* mask, T* sd_scale, Index B,
+                         std::uint64_t& stream) {
     Backend& be = backend_;
-    if (!training_) return;
+    const Index BN = B * N;
+    if (!branch_regularized()) {
+      be.gemm(false, true, BN, D, k, T(1), in, k, W, k, T(1), resid, D);
+      be.add_bias(resid, b, BN, D);
+      return;
+    }
+    T* branch = a_.branch;  // [B*N, D]
+    be.gemm(false, true, BN, D, k, T(1), in, k, W, k, T(0), branch, D);
+    be.add_bias(branch, b, BN, D);
     if (reg_.dropout > 0) {
-      be.dropout_mask(mask, std::size_t(B * N * D), T(reg_.dropout), dropout_seed_, stream++);
-      be.multiply(branch, branch, mask, std::size_t(B * N * D));
+      be.dropout_mask(mask, std::size_t(BN * D), T(reg_.dropout), dropout_seed_, stream++);
+      be.multiply(branch, branch, mask, std::size_t(BN * D));
     }
     if (reg_.stochastic_depth > 0) {
       be.dropout_mask(sd_scale, std::size_t(B), T(reg_.stochastic_depth), dropout_seed_, stream++);
       be.scale_rows(branch, sd_scale, B, N * D);
     }
+    be.add(resid, branch, std::size_t(BN * D));
   }
-  /// Whether apply_branch_regularization does anything in this pass (training with dropout or
-  /// stochastic depth); otherwise a branch's output is added to the residual stream by its GEMM.
-  bool branch_regularized() const { return training_ && (reg_.dropout > 0 || reg_.stochastic_depth > 0); }
-  /// The gradient of apply_branch_regularization, in place on d [B*N, D].
-  void undo_branch_regularization(T* dbranch, const T* mask, const T* sd_scale, Index B) {
+  /// The gradient w.r.t. the output of add_branch_output's Linear [B*N, D]: d_resid itself when
+  /// the branch was not masked, else d_resid through the masks, in d_branch.
+  const T* branch_output_grad(const T* mask, const T* sd_scale, Index B) {
+    if (!branch_regularized()) return a_.d_resid;
     Backend& be = backend_;
-    if (!training_) return;
-    if (reg_.dropout > 0) be.multiply(dbranch, dbranch, mask, std::size_t(B * N * D));
-    if (reg_.stochastic_depth > 0) be.scale_rows(dbranch, sd_scale, B, N * D);
+    const std::size_t count = std::size_t(B * N * D);
+    be.copy(a_.d_branch, a_.d_resid, count);
+    if (reg_.dropout > 0) be.multiply(a_.d_branch, a_.d_branch, mask, count);
+    if (reg_.stochastic_depth > 0) be.scale_rows(a_.d_branch, sd_scale, B, N * D);
+    return a_.d_branch;
   }
 
   /// Size the activation buffer for batch B and carve the named views out of it.
@@ -593,7 +582,7 @@ class ViT {
         ba.sd_mlp = take(sd ? std::size_t(B) : 0);
         ba.d_attn_kept = take(keep_attn_grad_ ? BHNN : 0);
       }
-      a_.branch = take(drop || sd ? BN * D : 0);  // only where a branch is masked (branch_regularized())
+      a_.branch = take(drop || sd ? BN * D : 0);  // only where a branch is masked (add_branch_output)
       a_.pooled = take(std::size_t(B * D));
       a_.head_ln = take(std::size_t(B * D));
       a_.head_mean = take(std::size_t(B));

@@ -150,6 +150,16 @@ TEMPLATE_TEST_CASE("cuda: elementwise ops, reductions and dropout masks", "[cuda
   cpu.add(y.data(), x.data(), n);
   gpu.add(dy.get(), dx.get(), n);
   CHECK(dy.host() == y);
+  cpu.bias_init(y.data(), y.data(), b.data(), rows, cols);  // in place, then from nothing into x's copy
+  gpu.bias_init(dy.get(), dy.get(), db.get(), rows, cols);
+  CHECK(dy.host() == y);
+  {
+    std::vector<T> z = x;
+    DeviceCopy<T> dz(gpu, z);
+    cpu.bias_init(z.data(), nullptr, b.data(), rows, cols);
+    gpu.bias_init(dz.get(), nullptr, db.get(), rows, cols);
+    CHECK(dz.host() == z);
+  }
   cpu.multiply(y.data(), y.data(), x.data(), n);
   gpu.multiply(dy.get(), dy.get(), dx.get(), n);
   CHECK(dy.host() == y);

@@ -220,6 +220,15 @@ class CudaBackend {
     cuda::kernels::add_bias<<<blocks(rows * cols), cuda::kernels::block_threads, 0, ctx_->stream()>>>(y, b, rows, cols);
     VITIQ_CUDA_LAUNCHED("cuda::kernels::add_bias");
   }
+  /// @brief y[r, c] = x[r, c] + b[c], or b[c] when x is null; y may alias x. Composed of copy or
+  /// fill and add_bias (no kernel of its own).
+  void bias_init(T* y, const T* x, const T* b, Index rows, Index cols) const {
+    const std::size_t n = std::size_t(rows * cols);
+    if (n == 0) return;
+    if (!x) fill(y, T(0), n);
+    else if (x != y) copy(y, x, n);
+    add_bias(y, b, rows, cols);
+  }
   /// @brief db[c] += sum_r dy[r, c], summed in double.
   void bias_backward(T* db, const T* dy, Index rows, Index cols) const {
     column_sums_accumulate(db, cuda::kernels::MatrixValue<T>{dy, cols}, rows, cols);

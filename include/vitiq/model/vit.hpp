@@ -227,8 +227,7 @@ class ViT {
     be.spt_forward(a_.patches, images, B, Ch, S, S, P, C.spt);                    // [B, n, PD]
     be.layernorm_forward(a_.patch_ln, a_.patch_mean, a_.patch_rstd, a_.patches, w + o.patch_norm_w,
                          w + o.patch_norm_b, B * n, PD);                         // [B*n, PD]
-    be.gemm(false, true, B * n, D, PD, T(1), a_.patch_ln, PD, w + o.patch_w, PD, T(0), a_.tokens, D);
-    be.add_bias(a_.tokens, w + o.patch_b, B * n, D);                             // [B*n, D]
+    linear_forward(a_.tokens, nullptr, a_.patch_ln, PD, w + o.patch_w, w + o.patch_b, B * n, D);  // [B*n, D]
     be.embed_forward(a_.resid[0], a_.tokens, w + o.cls_token, w + o.pos_embedding, B, N, D);  // [B, N, D]
     if (train && reg_.emb_dropout > 0) {
       be.dropout_mask(a_.emb_mask, BN * D, T(reg_.emb_dropout), dropout_seed_, stream++);
@@ -259,15 +258,13 @@ class ViT {
         be.gemm_batched(false, false, N, d, N, T(1), ba.attn_dropped, N, h * N * N, N * N, ba.qkv + 2 * I,
                         3 * I, N * 3 * I, d, T(0), ba.attn_out, I, N * I, d, B, h);  // [B, N, I]
       }
-      be.copy(ba.mid, a_.resid[l], BN * D);
-      add_branch_output(ba.mid, ba.attn_out, I, w + bo.out_w, w + bo.out_b, ba.proj_mask, ba.sd_attn, B,
-                        stream);                                                  // [B, N, D]
+      add_branch_output(ba.mid, a_.resid[l], ba.attn_out, I, w + bo.out_w, w + bo.out_b, ba.proj_mask,
+                        ba.sd_attn, B, stream);                                   // [B, N, D]
 
       // ---- MLP branch: resid' = mid + drop(W2 drop(GELU(W1 LN2(mid) + b1)) + b2)
       be.layernorm_forward(ba.ln2, ba.ln2_mean, ba.ln2_rstd, ba.mid, w + bo.mlp_norm_w,
                            w + bo.mlp_norm_b, BN, D);                             // [B*N, D]
-      be.gemm(false, true, BN, M, D, T(1), ba.ln2, D, w + bo.fc1_w, D, T(0), ba.hidden_pre, M);
-      be.add_bias(ba.hidden_pre, w + bo.fc1_b, BN, M);                            // [B*N, M]
+      linear_forward(ba.hidden_pre, nullptr, ba.ln2, D, w + bo.fc1_w, w + bo.fc1_b, BN, M);  // [B*N, M]
       be.gelu_forward(ba.hidden, ba.hidden_pre, BN * M);                          // [B*N, M]
       const T* hidden_used = ba.hidden;
       if (train && reg_.dropout > 0) {
@@ -275,17 +272,15 @@ class ViT {
         be.multiply(ba.hidden_dropped, ba.hidden, ba.hidden_mask, BN * M);
         hidden_used = ba.hidden_dropped;
       }
-      be.copy(a_.resid[l + 1], ba.mid, BN * D);
-      add_branch_output(a_.resid[l + 1], hidden_used, M, w + bo.fc2_w, w + bo.fc2_b, ba.fc2_mask, ba.sd_mlp, B,
-                        stream);                                                  // [B, N, D]
+      add_branch_output(a_.resid[l + 1], ba.mid, hidden_used, M, w + bo.fc2_w, w + bo.fc2_b, ba.fc2_mask,
+                        ba.sd_mlp, B, stream);                                    // [B, N, D]
     }
 
     // Pool, head LayerNorm, Linear D -> K.
     be.pool_forward(a_.pooled, a_.resid[L], C.pool, B, N, D);                     // [B, D]
     be.layernorm_forward(a_.head_ln, a_.head_mean, a_.head_rstd, a_.pooled, w + o.head_norm_w,
                          w + o.head_norm_b, B, D);                                // [B, D]
-    be.gemm(false, true, B, K, D, T(1), a_.head_ln, D, w + o.head_w, D, T(0), a_.logits, K);
-    be.add_bias(a_.logits, w + o.head_b, B, K);                                   // [B, K]
+    linear_forward(a_.logits, nullptr, a_.head_ln, D, w + o.head_w, w + o.head_b, B, K);  // [B, K]
     return a_.logits;
   }
 
@@ -493,22 +488,29 @@ class ViT {
   /// Whether dropout or stochastic depth masks the branches in this pass (training with either).
   bool branch_regularized() const { return training_ && (reg_.dropout > 0 || reg_.stochastic_depth > 0); }
 
-  /// resid [B*N, D] += sd(drop(in [B*N, k] W^T + b)): a branch's last Linear (W [D, k], b [D]),
-  /// its dropout and stochastic depth (masks kept for the backward), added to the residual stream.
-  /// Unmasked (!branch_regularized()), the GEMM adds straight into resid (beta = 1) and no branch
-  /// buffer is written.
-  void add_branch_output(T* resid, const T* in, Index k, const T* W, const T* b, T* mask, T* sd_scale, Index B,
-                         std::uint64_t& stream) {
+  /// out [rows, n] = (resid ? resid : 0) + in [rows, k] W^T + b: a Linear layer (W [n, k], b [n]),
+  /// optionally added to a residual stream [rows, n]. The bias (and the residual) is written first
+  /// and the GEMM adds the product (beta = 1): one pass over out fewer than zeroing it for the GEMM
+  /// and adding the bias after.
+  void linear_forward(T* out, const T* resid, const T* in, Index k, const T* W, const T* b, Index rows, Index n) {
+    backend_.bias_init(out, resid, b, rows, n);
+    backend_.gemm(false, true, rows, n, k, T(1), in, k, W, k, T(1), out, n);
+  }
+
+  /// resid_out [B*N, D] = resid_in + sd(drop(in [B*N, k] W^T + b)): a branch's last Linear (W [D, k],
+  /// b [D]), its dropout and stochastic depth (masks kept for the backward), added to the residual
+  /// stream. Unmasked (!branch_regularized()), one linear_forward from resid_in writes resid_out and
+  /// no branch buffer is written.
+  void add_branch_output(T* resid_out, const T* resid_in, const T* in, Index k, const T* W, const T* b, T* mask,
+                         T* sd_scale, Index B, std::uint64_t& stream) {
     Backend& be = backend_;
     const Index BN = B * N;
     if (!branch_regularized()) {
-      be.gemm(false, true, BN, D, k, T(1), in, k, W, k, T(1), resid, D);
-      be.add_bias(resid, b, BN, D);
+      linear_forward(resid_out, resid_in, in, k, W, b, BN, D);
       return;
     }
     T* branch = a_.branch;  // [B*N, D]
-    be.gemm(false, true, BN, D, k, T(1), in, k, W, k, T(0), branch, D);
-    be.add_bias(branch, b, BN, D);
+    linear_forward(branch, nullptr, in, k, W, b, BN, D);
     if (reg_.dropout > 0) {
       be.dropout_mask(mask, std::size_t(BN * D), T(reg_.dropout), dropout_seed_, stream++);
       be.multiply(branch, branch, mask, std::size_t(BN * D));
@@ -517,7 +519,8 @@ class ViT {
       be.dropout_mask(sd_scale, std::size_t(B), T(reg_.stochastic_depth), dropout_seed_, stream++);
       be.scale_rows(branch, sd_scale, B, N * D);
     }
-    be.add(resid, branch, std::size_t(BN * D));
+    be.copy(resid_out, resid_in, std::size_t(BN * D));
+    be.add(resid_out, branch, std::size_t(BN * D));
   }
   /// The gradient w.r.t. the output of add_branch_output's Linear [B*N, D]: d_resid itself when
   /// the branch was not masked, else d_resid through the masks, in d_branch.

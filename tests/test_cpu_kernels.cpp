@@ -236,6 +236,18 @@ TEMPLATE_TEST_CASE("vectorised GELU and LayerNorm match the plain loops", "[cpu_
     CHECK(max_rel_diff(ldx, ldx_ref) < 10 * tol<T>());
     CHECK(max_rel_diff(dw, dw_ref) < 10 * tol<T>());
     CHECK(max_rel_diff(db, db_ref) < 10 * tol<T>());
+    // accumulate_dx: dx += the gradient (the model's residual-stream gradient), in both versions
+    const auto d_resid = random_vec<T>(lx.size(), 13);
+    std::vector<T> acc = d_resid, acc_ref = d_resid, acc_expected(lx.size());
+    be.layernorm_backward(acc.data(), dw.data(), db.data(), ldy.data(), lx.data(), m.data(), r.data(), w.data(), rows,
+                          cols, true);
+    vitiq::reference::layernorm_backward(acc_ref.data(), dw_ref.data(), db_ref.data(), ldy.data(), lx.data(), m.data(),
+                                         r.data(), w.data(), rows, cols, true);
+    for (std::size_t i = 0; i < acc_expected.size(); ++i) acc_expected[i] = d_resid[i] + ldx_ref[i];
+    CHECK(max_rel_diff(acc, acc_expected) < 10 * tol<T>());
+    CHECK(max_rel_diff(acc_ref, acc_expected) < 10 * tol<T>());
+    CHECK(max_rel_diff(dw, dw_ref) < 10 * tol<T>());  // dw, db accumulated twice now
+    CHECK(max_rel_diff(db, db_ref) < 10 * tol<T>());
   }
 }
 

@@ -240,6 +240,13 @@ TEMPLATE_TEST_CASE("cuda: LayerNorm forward and backward", "[cuda][device]", flo
     CHECK(rel_error(gdx.host(), dx) < 10 * vitiq_test::op_tolerance<T>());
     CHECK(rel_error(gdw.host(), dw) < vitiq_test::op_tolerance<T>());
     CHECK(rel_error(gdb.host(), db) < vitiq_test::op_tolerance<T>());
+    // accumulate_dx: dx += the gradient (dx already holds one gradient: the result is twice it)
+    cpu.layernorm_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), mean.data(), rstd.data(), w.data(),
+                           rows, cols, true);
+    gpu.layernorm_backward(gdx.get(), gdw.get(), gdb.get(), gdy.get(), gx.get(), gm.get(), gr.get(), gw.get(), rows,
+                           cols, true);
+    CHECK(rel_error(gdx.host(), dx) < 10 * vitiq_test::op_tolerance<T>());
+    CHECK(rel_error(gdw.host(), dw) < vitiq_test::op_tolerance<T>());
   }
 }
 

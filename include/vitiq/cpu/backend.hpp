@@ -687,10 +687,11 @@ struct CpuBackend {
   }
 
   /// @brief Backward of layernorm_forward. With xhat = (x - mean) * rstd and g = dy * w:
-  /// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) (assigned; skipped when dx is nullptr,
-  /// e.g. for the patch LayerNorm, whose input needs no gradient in training);
-  /// dw += sum_rows dy * xhat; db += sum_rows dy.
-  /// @param dx   input gradient [rows, cols] (assigned), or nullptr
+  /// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) (assigned, or added to dx when
+  /// accumulate_dx: the residual stream's gradient, which the block's input shares with the
+  /// LayerNorm's; skipped when dx is nullptr, e.g. for the patch LayerNorm, whose input needs no
+  /// gradient in training); dw += sum_rows dy * xhat; db += sum_rows dy.
+  /// @param dx   input gradient [rows, cols] (assigned, or accumulated when accumulate_dx), or nullptr
   /// @param dw   scale gradient [cols] (accumulated)
   /// @param db   shift gradient [cols] (accumulated)
   /// @param dy   output gradient [rows, cols]
@@ -700,8 +701,9 @@ struct CpuBackend {
   /// @param w    scale [cols]
   /// @param rows number of rows
   /// @param cols number of features per row
+  /// @param accumulate_dx false: dx = the gradient; true: dx += the gradient
   void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean,
-                          const T* rstd, const T* w, Index rows, Index cols) const {
+                          const T* rstd, const T* w, Index rows, Index cols, bool accumulate_dx = false) const {
     // One pass: blocks of a fixed number of rows each write dx and their partial column sums of
     // dw and db (summed in T over the block's rows); the blocks' sums are added in double in block
     // order, so the result does not depend on the thread count.
@@ -722,7 +724,8 @@ struct CpuBackend {
           if (dx) {
             const auto g = dyr * wv;
             const T mg = g.sum() * inv_cols, mgx = (g * xhat).sum() * inv_cols;
-            vec(dx + r * cols, cols) = s * (g - mg - xhat * mgx);
+            if (accumulate_dx) vec(dx + r * cols, cols) += s * (g - mg - xhat * mgx);
+            else vec(dx + r * cols, cols) = s * (g - mg - xhat * mgx);
           }
           pw += dyr * xhat;
           pb += dyr;
@@ -1421,7 +1424,7 @@ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* 
 /// @brief See CpuBackend::layernorm_backward.
 template <class T>
 void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd, const T* w,
-                        std::ptrdiff_t rows, std::ptrdiff_t cols) {
+                        std::ptrdiff_t rows, std::ptrdiff_t cols, bool accumulate_dx = false) {
   std::vector<double> sw(std::size_t(cols), 0.0), sb(std::size_t(cols), 0.0);
   for (std::ptrdiff_t r = 0; r < rows; ++r) {
     const T* xr = x + r * cols;
@@ -1436,7 +1439,10 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* m
       sb[std::size_t(c)] += double(dyr[c]);
     }
     const T mg = T(sum_g / double(cols)), mgx = T(sum_gx / double(cols));
-    for (std::ptrdiff_t c = 0; c < cols; ++c) dx[r * cols + c] = s * (dyr[c] * w[c] - mg - (xr[c] - m) * s * mgx);
+    for (std::ptrdiff_t c = 0; c < cols; ++c) {
+      const T v = s * (dyr[c] * w[c] - mg - (xr[c] - m) * s * mgx);
+      dx[r * cols + c] = accumulate_dx ? dx[r * cols + c] + v : v;
+    }
   }
   for (std::ptrdiff_t c = 0; c < cols; ++c) {
     dw[c] += T(sw[std::size_t(c)]);

@@ -312,13 +312,14 @@ class CudaBackend {
                                                                                               rows, cols);
     VITIQ_CUDA_LAUNCHED("cuda::kernels::layernorm_forward");
   }
-  /// @brief Backward of layernorm_forward: dx assigned (skipped when nullptr); dw, db accumulated (column sums in double).
+  /// @brief Backward of layernorm_forward: dx assigned, or added to when accumulate_dx (skipped when
+  /// nullptr); dw, db accumulated (column sums in double).
   void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd, const T* w,
-                          Index rows, Index cols) const {
+                          Index rows, Index cols, bool accumulate_dx = false) const {
     if (rows == 0) return;
     if (dx) {  // nullptr: only dw and db wanted (CpuBackend::layernorm_backward)
       cuda::kernels::layernorm_backward_rows<<<row_blocks(rows), cuda::kernels::row_threads, 0, ctx_->stream()>>>(
-          dx, dy, x, mean, rstd, w, rows, cols);
+          dx, dy, x, mean, rstd, w, rows, cols, accumulate_dx);
       VITIQ_CUDA_LAUNCHED("cuda::kernels::layernorm_backward_rows");
     }
     column_sums_accumulate(dw, cuda::kernels::LayerNormWeightGrad<T>{dy, x, mean, rstd, cols}, rows, cols);

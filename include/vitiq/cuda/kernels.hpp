@@ -316,11 +316,12 @@ __global__ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w
 }
 
 /// The row part of LayerNorm's backward, one block per row: with g = dy * w and
-/// xhat = (x - mean) * rstd, dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) (assigned); the
+/// xhat = (x - mean) * rstd, dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) (assigned, or added
+/// to dx when accumulate); the
 /// two means accumulate in double. dw and db are column sums (column_sums_partial).
 template <class T>
 __global__ void layernorm_backward_rows(T* dx, const T* dy, const T* x, const T* mean, const T* rstd, const T* w,
-                                        Index rows, Index cols) {
+                                        Index rows, Index cols, bool accumulate) {
   __shared__ double scratch[33];
   for (Index r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
@@ -338,7 +339,8 @@ __global__ void layernorm_backward_rows(T* dx, const T* dy, const T* x, const T*
     const T mg = T(sum_g / double(cols)), mgx = T(sum_gx / double(cols));
     for (Index c = threadIdx.x; c < cols; c += blockDim.x) {
       const T xhat = (xr[c] - m) * s;
-      dxr[c] = s * (dyr[c] * w[c] - mg - xhat * mgx);
+      const T v = s * (dyr[c] * w[c] - mg - xhat * mgx);
+      dxr[c] = accumulate ? dxr[c] + v : v;
     }
   }
 }

@@ -344,9 +344,8 @@ class ViT {
       be.gemm(true, false, M, D, BN, T(1), a_.d_hidden, M, ba.ln2, D, T(1), g + bo.fc1_w, D);
       be.bias_backward(g + bo.fc1_b, a_.d_hidden, BN, M);
       be.gemm(false, false, BN, D, M, T(1), a_.d_hidden, M, w + bo.fc1_w, D, T(0), a_.d_ln, D);  // [B*N, D]
-      be.layernorm_backward(a_.d_branch, g + bo.mlp_norm_w, g + bo.mlp_norm_b, a_.d_ln, ba.mid,
-                            ba.ln2_mean, ba.ln2_rstd, w + bo.mlp_norm_w, BN, D);
-      be.add(a_.d_resid, a_.d_branch, BN * D);                                   // now dL/d mid
+      be.layernorm_backward(a_.d_resid, g + bo.mlp_norm_w, g + bo.mlp_norm_b, a_.d_ln, ba.mid,
+                            ba.ln2_mean, ba.ln2_rstd, w + bo.mlp_norm_w, BN, D, true);  // d_resid += : now dL/d mid
 
       // ---- attention branch.
       const T* d_proj = branch_output_grad(ba.proj_mask, ba.sd_attn, B);          // [B*N, D]
@@ -379,9 +378,8 @@ class ViT {
       }
       be.gemm(true, false, 3 * I, D, BN, T(1), a_.d_qkv, 3 * I, ba.ln1, D, T(1), g + bo.qkv_w, D);
       be.gemm(false, false, BN, D, 3 * I, T(1), a_.d_qkv, 3 * I, w + bo.qkv_w, D, T(0), a_.d_ln, D);
-      be.layernorm_backward(a_.d_branch, g + bo.attn_norm_w, g + bo.attn_norm_b, a_.d_ln, a_.resid[l],
-                            ba.ln1_mean, ba.ln1_rstd, w + bo.attn_norm_w, BN, D);
-      be.add(a_.d_resid, a_.d_branch, BN * D);                                   // now dL/d resid[l]
+      be.layernorm_backward(a_.d_resid, g + bo.attn_norm_w, g + bo.attn_norm_b, a_.d_ln, a_.resid[l],
+                            ba.ln1_mean, ba.ln1_rstd, w + bo.attn_norm_w, BN, D, true);  // now dL/d resid[l]
     }
 
     // Embedding: resid[0] = drop(embed(tokens, cls, pos)).
@@ -594,7 +592,7 @@ class ViT {
       a_.d_head_ln = take(std::size_t(B * D));
       a_.d_pooled = take(std::size_t(B * D));
       a_.d_resid = take(BN * D);
-      a_.d_branch = take(BN * D);
+      a_.d_branch = take(drop || sd ? BN * D : 0);  // only where a branch is masked (branch_output_grad)
       a_.d_hidden = take(BN * M);
       a_.d_ln = take(BN * D);
       a_.d_attn_out = take(BN * I);

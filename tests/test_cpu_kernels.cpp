@@ -117,6 +117,34 @@ TEMPLATE_TEST_CASE("GEMM with beta = 0 overwrites C, NaN and infinity included, 
   }
 }
 
+TEMPLATE_TEST_CASE("scale_columns and column_dots match the plain loops", "[cpu_kernels][elementwise]", float, double) {
+  using T = TestType;
+  vitiq::CpuBackend<T> be;
+  for (int threads : {1, 2}) {
+    Threads th(threads);
+    const Index rows = 300, cols = 131;  // more than two 64-column blocks, a ragged last one
+    const auto a = random_vec<T>(std::size_t(rows * cols), 25), b = random_vec<T>(std::size_t(rows * cols), 26);
+    const auto s = random_vec<T>(std::size_t(cols), 27);
+    std::vector<T> y(a.size()), in_place = a;
+    be.scale_columns(y.data(), a.data(), s.data(), rows, cols);
+    be.scale_columns(in_place.data(), in_place.data(), s.data(), rows, cols);
+    bool scaled = true;
+    for (Index r = 0; r < rows; ++r)
+      for (Index c = 0; c < cols; ++c) scaled = scaled && y[std::size_t(r * cols + c)] == a[std::size_t(r * cols + c)] * s[std::size_t(c)];
+    CHECK(scaled);
+    CHECK(in_place == y);
+    std::vector<T> dots(std::size_t(cols), T(0.5)), dots_ref(std::size_t(cols), T(0));
+    be.column_dots(dots.data(), a.data(), b.data(), rows, cols);
+    for (Index c = 0; c < cols; ++c) {
+      double acc = 0;
+      for (Index r = 0; r < rows; ++r) acc += double(a[std::size_t(r * cols + c)] * b[std::size_t(r * cols + c)]);
+      dots_ref[std::size_t(c)] = T(0.5) + T(acc);
+    }
+    INFO("threads " << threads);
+    CHECK(max_rel_diff(dots, dots_ref) < tol<T>());
+  }
+}
+
 TEMPLATE_TEST_CASE("bias_init writes x + b or b per row, in place too", "[cpu_kernels][elementwise]", float, double) {
   using T = TestType;
   vitiq::CpuBackend<T> be;
@@ -248,6 +276,28 @@ TEMPLATE_TEST_CASE("vectorised GELU and LayerNorm match the plain loops", "[cpu_
     CHECK(max_rel_diff(acc_ref, acc_expected) < 10 * tol<T>());
     CHECK(max_rel_diff(dw, dw_ref) < 10 * tol<T>());  // dw, db accumulated twice now
     CHECK(max_rel_diff(db, db_ref) < 10 * tol<T>());
+
+    // Without affine part (w, b null; the folded patch LayerNorm): the forward in place gives xhat,
+    // equal to the affine forward with w = 1, b = 0; the backward from xhat (mean null) equals the
+    // backward from x with w = 1.
+    const std::vector<T> ones(std::size_t(cols), T(1)), zeros(std::size_t(cols), T(0));
+    std::vector<T> xhat = lx, xhat_ref(lx.size()), m1 = m, r1 = r;
+    be.layernorm_forward(xhat.data(), m1.data(), r1.data(), xhat.data(), nullptr, nullptr, rows, cols);
+    vitiq::reference::layernorm_forward(xhat_ref.data(), m_ref.data(), r_ref.data(), lx.data(), ones.data(),
+                                        zeros.data(), rows, cols);
+    CHECK(max_rel_diff(xhat, xhat_ref) < 10 * tol<T>());
+    CHECK(max_rel_diff(r1, r_ref) < 10 * tol<T>());
+    std::vector<T> dx_plain(lx.size()), dx_plain_ref(lx.size()), dx_from_xhat_ref(lx.size()), scratch_w = dw, scratch_b = db;
+    be.layernorm_backward(dx_plain.data(), nullptr, nullptr, ldy.data(), xhat.data(), nullptr, r1.data(), nullptr, rows, cols);
+    vitiq::reference::layernorm_backward(dx_plain_ref.data(), scratch_w.data(), scratch_b.data(), ldy.data(), lx.data(),
+                                         m1.data(), r1.data(), ones.data(), rows, cols);
+    vitiq::reference::layernorm_backward<T>(dx_from_xhat_ref.data(), nullptr, nullptr, ldy.data(), xhat.data(), nullptr,
+                                         r1.data(), nullptr, rows, cols);
+    CHECK(max_rel_diff(dx_plain, dx_plain_ref) < 10 * tol<T>());
+    CHECK(max_rel_diff(dx_from_xhat_ref, dx_plain_ref) < 10 * tol<T>());
+    CHECK_THROWS_AS(be.layernorm_backward(dx_plain.data(), dw.data(), nullptr, ldy.data(), xhat.data(), nullptr,
+                                          r1.data(), nullptr, rows, cols),
+                    vitiq::Error);
   }
 }
 

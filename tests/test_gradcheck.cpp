@@ -306,8 +306,11 @@ constexpr vitiq::Config plain{.image_size = 8, .patch_size = 4, .channels = 3, .
 }  // namespace
 
 TEST_CASE("whole-model gradients: tiny preset", "[model][gradcheck]") {
+  // Batch 2: 32 patches >= D = 32, the patch LayerNorm folded into the patch Linear; batch 1: not.
   ModelProbe<vitiq::presets::tiny> probe(2);
   probe.check(6);
+  ModelProbe<vitiq::presets::tiny> single(1);
+  single.check(6);
 }
 
 TEST_CASE("whole-model gradients: odd configuration (patch 2, three heads, mean pool)", "[model][gradcheck]") {

@@ -4,7 +4,9 @@
 // formulas, and the parameter layout matches the PyTorch names and shapes.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <span>
 #include <cstdio>
 #include <set>
 #include <vector>
@@ -91,6 +93,52 @@ TEST_CASE("attention rows sum to 1 and the LSA diagonal is zero in every block",
       CHECK(s == Approx(1.0).epsilon(1e-6));
       CHECK(A[std::size_t(row * N + row % N)] == 0.0f);
     }
+  }
+}
+
+TEST_CASE("the folded patch LayerNorm (batch 2) gives the unfolded one's logits and gradients (batch 1 each)",
+          "[model][gradcheck]") {
+  // tiny: n = 16 patches, D = 32: batch 2 folds the patch LayerNorm into the patch Linear, batch 1
+  // does not. The gradients of the batch of two, for the same logit gradients, are the sums of the
+  // two single-image ones.
+  vitiq::ViT<vitiq::presets::tiny> model({}, 5);
+  auto p = model.parameters_to_host();
+  vitiq::Rng rng(8);
+  for (const auto& info : vitiq::param_table<vitiq::presets::tiny>())
+    if (info.kind == vitiq::ParamKind::norm)
+      for (std::size_t i = 0; i < info.size; ++i) p[info.offset + i] += 0.3f * float(rng.normal());
+  model.set_parameters(p);
+  constexpr std::size_t image = 3 * 32 * 32, K = vitiq::presets::tiny.num_classes;
+  const auto images = random_vec<float>(2 * image, 4);
+  const auto dlogits = random_vec<float>(2 * K, 6);
+  model.zero_grad();
+  const auto out2 = model.forward(images, 2);
+  const std::vector<float> logits2(out2.begin(), out2.end());
+  model.backward(dlogits);
+  const auto grads2 = model.gradients_to_host();
+  model.zero_grad();
+  std::vector<float> logits1;
+  for (std::size_t b = 0; b < 2; ++b) {
+    const auto out = model.forward(std::span<const float>(images.data() + b * image, image), 1);
+    logits1.insert(logits1.end(), out.begin(), out.end());
+    model.backward(std::span<const float>(dlogits.data() + b * K, K));
+  }
+  const auto grads1 = model.gradients_to_host();
+  double dl = 0, scale_l = 0;
+  for (std::size_t i = 0; i < logits1.size(); ++i) {
+    dl = std::max(dl, double(std::abs(logits1[i] - logits2[i])));
+    scale_l = std::max(scale_l, double(std::abs(logits2[i])));
+  }
+  CHECK(dl <= 1e-5 * scale_l);
+  for (const auto& info : vitiq::param_table<vitiq::presets::tiny>()) {  // tensor by tensor
+    double dg = 0, scale_g = 0;
+    for (std::size_t i = 0; i < info.size; ++i) {
+      dg = std::max(dg, double(std::abs(grads1[info.offset + i] - grads2[info.offset + i])));
+      scale_g = std::max(scale_g, double(std::abs(grads2[info.offset + i])));
+    }
+    INFO(info.name << ": max |difference| " << dg << ", max |gradient| " << scale_g);
+    CHECK(scale_g > 0);
+    CHECK(dg <= 2e-5 * scale_g);
   }
 }
 

@@ -247,7 +247,35 @@ TEMPLATE_TEST_CASE("cuda: LayerNorm forward and backward", "[cuda][device]", flo
                            cols, true);
     CHECK(rel_error(gdx.host(), dx) < 10 * vitiq_test::op_tolerance<T>());
     CHECK(rel_error(gdw.host(), dw) < vitiq_test::op_tolerance<T>());
+    // No affine part (the folded patch LayerNorm): in place to xhat, then the backward from xhat.
+    std::vector<T> xh = x;
+    DeviceCopy<T> gxh(gpu, xh);
+    cpu.layernorm_forward(xh.data(), mean.data(), rstd.data(), xh.data(), nullptr, nullptr, rows, cols);
+    gpu.layernorm_forward(gxh.get(), gm.get(), gr.get(), gxh.get(), nullptr, nullptr, rows, cols);
+    CHECK(rel_error(gxh.host(), xh) < vitiq_test::op_tolerance<T>());
+    cpu.layernorm_backward(dx.data(), nullptr, nullptr, dy.data(), xh.data(), nullptr, rstd.data(), nullptr, rows, cols);
+    gpu.layernorm_backward(gdx.get(), nullptr, nullptr, gdy.get(), gxh.get(), nullptr, gr.get(), nullptr, rows, cols);
+    CHECK(rel_error(gdx.host(), dx) < 10 * vitiq_test::op_tolerance<T>());
   }
+}
+
+TEMPLATE_TEST_CASE("cuda: scale_columns and column_dots", "[cuda][device]", float, double) {
+  using T = TestType;
+  vitiq::CpuBackend<T> cpu;
+  vitiq::CudaBackend<T> gpu;
+  const Index rows = 300, cols = 131;
+  const std::size_t n = std::size_t(rows * cols);
+  auto a = random_values<T>(n, 51);
+  const auto b = random_values<T>(n, 52);
+  const auto s = random_values<T>(std::size_t(cols), 53);
+  std::vector<T> dots = random_values<T>(std::size_t(cols), 54);
+  DeviceCopy<T> ga(gpu, a), gb(gpu, b), gs(gpu, s), gdots(gpu, dots);
+  cpu.column_dots(dots.data(), a.data(), b.data(), rows, cols);
+  gpu.column_dots(gdots.get(), ga.get(), gb.get(), rows, cols);
+  CHECK(rel_error(gdots.host(), dots) < vitiq_test::op_tolerance<T>());
+  cpu.scale_columns(a.data(), a.data(), s.data(), rows, cols);  // in place
+  gpu.scale_columns(ga.get(), ga.get(), gs.get(), rows, cols);
+  CHECK(ga.host() == a);
 }
 
 TEMPLATE_TEST_CASE("cuda: SPT gather and scatter, token embedding, pooling", "[cuda][device]", float, double) {

@@ -520,6 +520,31 @@ struct CpuBackend {
     });
   }
 
+  /// @brief y[r, c] = x[r, c] * s[c] for y, x [rows, cols] (y may alias x): a matrix times a
+  /// diagonal one, W diag(w), as when a LayerNorm's scale is folded into the next Linear's weight.
+  /// @param y    output [rows, cols]
+  /// @param x    input [rows, cols]
+  /// @param s    column scales [cols]
+  /// @param rows number of rows
+  /// @param cols number of columns
+  void scale_columns(T* y, const T* x, const T* s, Index rows, Index cols) const {
+    const auto sv = vec(s, cols);
+    parallel_for(rows, cols, [&](Index r0, Index r1) {
+      for (Index r = r0; r < r1; ++r) vec(y + r * cols, cols) = vec(x + r * cols, cols) * sv;
+    });
+  }
+
+  /// @brief out[c] += sum_r a[r, c] * b[r, c] for a, b [rows, cols] (column-wise dot products),
+  /// summed in double as bias_backward.
+  /// @param out  [cols] (accumulated)
+  /// @param a    [rows, cols]
+  /// @param b    [rows, cols]
+  /// @param rows number of rows
+  /// @param cols number of columns
+  void column_dots(T* out, const T* a, const T* b, Index rows, Index cols) const {
+    column_sums_accumulate(out, cols, [&](Index r, Index c) { return a[r * cols + c] * b[r * cols + c]; }, rows);
+  }
+
   /// @brief db[c] += sum_r dy[r, c] (the gradient of add_bias), dy [rows, cols].
   ///
   /// Sums in double.
@@ -661,25 +686,27 @@ struct CpuBackend {
   /// centred variance), summed in T with Eigen's vector accumulators (16 float lanes each add
   /// cols/16 terms: for rows of 960 floats the relative error of the statistics stays near 1e-6;
   /// vitiq::reference::layernorm_forward is the slow double-precision oracle the tests compare with).
+  /// With w and b null, y = xhat = (x - mean) * rstd (no affine part: the model folds the patch
+  /// LayerNorm's w and b into the Linear that follows). y may alias x.
   /// @param y    output [rows, cols]
   /// @param mean output: row means [rows]
   /// @param rstd output: row reciprocal standard deviations 1 / sqrt(var + 1e-5) [rows]
   /// @param x    input [rows, cols]
-  /// @param w    scale [cols]
-  /// @param b    shift [cols]
+  /// @param w    scale [cols], or nullptr (with b) for none
+  /// @param b    shift [cols], or nullptr (with w) for none
   /// @param rows number of rows (normalised independently)
   /// @param cols number of features per row
   void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, Index rows,
                          Index cols) const {
     parallel_for(rows, cols, [&](Index r0, Index r1) {
-      const auto wv = vec(w, cols), bv = vec(b, cols);
       const T inv_cols = T(1) / T(cols);
       for (Index r = r0; r < r1; ++r) {
         const auto xr = vec(x + r * cols, cols);
         const T m = xr.sum() * inv_cols;
         const T v = (xr - m).square().sum() * inv_cols;
         const T s = T(1) / std::sqrt(v + T(1e-5));
-        vec(y + r * cols, cols) = (xr - m) * (s * wv) + bv;
+        if (w) vec(y + r * cols, cols) = (xr - m) * (s * vec(w, cols)) + vec(b, cols);
+        else vec(y + r * cols, cols) = (xr - m) * s;
         mean[r] = m;
         rstd[r] = s;
       }
@@ -691,14 +718,17 @@ struct CpuBackend {
   /// accumulate_dx: the residual stream's gradient, which the block's input shares with the
   /// LayerNorm's; skipped when dx is nullptr, e.g. for the patch LayerNorm, whose input needs no
   /// gradient in training); dw += sum_rows dy * xhat; db += sum_rows dy.
+  /// For the LayerNorm without affine part (layernorm_forward with w, b null) pass w = nullptr
+  /// (g = dy) and dw = db = nullptr; mean = nullptr says that x holds xhat itself (the forward's
+  /// output) rather than the input.
   /// @param dx   input gradient [rows, cols] (assigned, or accumulated when accumulate_dx), or nullptr
-  /// @param dw   scale gradient [cols] (accumulated)
-  /// @param db   shift gradient [cols] (accumulated)
+  /// @param dw   scale gradient [cols] (accumulated), or nullptr
+  /// @param db   shift gradient [cols] (accumulated), or nullptr
   /// @param dy   output gradient [rows, cols]
-  /// @param x    the forward's input [rows, cols]
-  /// @param mean the forward's row means [rows]
+  /// @param x    the forward's input [rows, cols], or xhat when mean is null
+  /// @param mean the forward's row means [rows], or nullptr
   /// @param rstd the forward's reciprocal standard deviations [rows]
-  /// @param w    scale [cols]
+  /// @param w    scale [cols], or nullptr for none
   /// @param rows number of rows
   /// @param cols number of features per row
   /// @param accumulate_dx false: dx = the gradient; true: dx += the gradient
@@ -710,6 +740,26 @@ struct CpuBackend {
     constexpr Index rows_per_block = 64;
     const Index blocks = (rows + rows_per_block - 1) / rows_per_block;
     std::vector<T> part(std::size_t(blocks * 2 * cols));  // [blocks, {dw, db}, cols]
+    if (!mean || !w) {  // the LayerNorm without affine part, or x = xhat: rows only, no dw, db
+      if (dw || db) throw Error("vitiq::CpuBackend::layernorm_backward: dw and db need w and mean");
+      if (!dx) return;
+      parallel_for(rows, cols, [&](Index r0, Index r1) {
+        const T inv_cols = T(1) / T(cols);
+        for (Index r = r0; r < r1; ++r) {
+          const auto dyr = vec(dy + r * cols, cols);
+          const T s = rstd[r], m = mean ? mean[r] : T(0), xs = mean ? s : T(1);
+          const auto xhat = (vec(x + r * cols, cols) - m) * xs;  // x itself when mean is null
+          auto write = [&](const auto& g) {
+            const T mg = g.sum() * inv_cols, mgx = (g * xhat).sum() * inv_cols;
+            if (accumulate_dx) vec(dx + r * cols, cols) += s * (g - mg - xhat * mgx);
+            else vec(dx + r * cols, cols) = s * (g - mg - xhat * mgx);
+          };
+          if (w) write(dyr * vec(w, cols));
+          else write(dyr);
+        }
+      });
+      return;
+    }
     parallel_for(blocks, rows_per_block * cols, [&](Index k0, Index k1) {
       const auto wv = vec(w, cols);
       const T inv_cols = T(1) / T(cols);
@@ -1415,7 +1465,7 @@ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* 
     for (std::ptrdiff_t c = 0; c < cols; ++c) v += (xr[c] - m) * (xr[c] - m);
     v /= double(cols);
     const T s = T(1.0 / std::sqrt(v + 1e-5)), mt = T(m);
-    for (std::ptrdiff_t c = 0; c < cols; ++c) y[r * cols + c] = (xr[c] - mt) * s * w[c] + b[c];
+    for (std::ptrdiff_t c = 0; c < cols; ++c) y[r * cols + c] = w ? (xr[c] - mt) * s * w[c] + b[c] : (xr[c] - mt) * s;
     mean[r] = mt;
     rstd[r] = s;
   }
@@ -1425,28 +1475,30 @@ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* 
 template <class T>
 void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd, const T* w,
                         std::ptrdiff_t rows, std::ptrdiff_t cols, bool accumulate_dx = false) {
+  // mean null: x holds xhat; w null: no affine part (then dw, db are null too)
   std::vector<double> sw(std::size_t(cols), 0.0), sb(std::size_t(cols), 0.0);
   for (std::ptrdiff_t r = 0; r < rows; ++r) {
     const T* xr = x + r * cols;
     const T* dyr = dy + r * cols;
-    const T m = mean[r], s = rstd[r];
+    const T m = mean ? mean[r] : T(0), s = rstd[r], xs = mean ? s : T(1);
     double sum_g = 0, sum_gx = 0;
     for (std::ptrdiff_t c = 0; c < cols; ++c) {
-      const T g = dyr[c] * w[c];
+      const T g = w ? dyr[c] * w[c] : dyr[c];
       sum_g += g;
-      sum_gx += g * (xr[c] - m) * s;
-      sw[std::size_t(c)] += double(dyr[c] * (xr[c] - m) * s);
+      sum_gx += g * (xr[c] - m) * xs;
+      sw[std::size_t(c)] += double(dyr[c] * (xr[c] - m) * xs);
       sb[std::size_t(c)] += double(dyr[c]);
     }
     const T mg = T(sum_g / double(cols)), mgx = T(sum_gx / double(cols));
+    if (!dx) continue;
     for (std::ptrdiff_t c = 0; c < cols; ++c) {
-      const T v = s * (dyr[c] * w[c] - mg - (xr[c] - m) * s * mgx);
+      const T v = s * ((w ? dyr[c] * w[c] : dyr[c]) - mg - (xr[c] - m) * xs * mgx);
       dx[r * cols + c] = accumulate_dx ? dx[r * cols + c] + v : v;
     }
   }
   for (std::ptrdiff_t c = 0; c < cols; ++c) {
-    dw[c] += T(sw[std::size_t(c)]);
-    db[c] += T(sb[std::size_t(c)]);
+    if (dw) dw[c] += T(sw[std::size_t(c)]);
+    if (db) db[c] += T(sb[std::size_t(c)]);
   }
 }
 

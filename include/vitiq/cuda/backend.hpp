@@ -229,6 +229,17 @@ class CudaBackend {
     else if (x != y) copy(y, x, n);
     add_bias(y, b, rows, cols);
   }
+  /// @brief y[r, c] = x[r, c] * s[c] (y may alias x).
+  void scale_columns(T* y, const T* x, const T* s, Index rows, Index cols) const {
+    if (rows * cols == 0) return;
+    cuda::kernels::scale_columns<<<blocks(rows * cols), cuda::kernels::block_threads, 0, ctx_->stream()>>>(y, x, s, rows,
+                                                                                                  cols);
+    VITIQ_CUDA_LAUNCHED("cuda::kernels::scale_columns");
+  }
+  /// @brief out[c] += sum_r a[r, c] * b[r, c], summed in double.
+  void column_dots(T* out, const T* a, const T* b, Index rows, Index cols) const {
+    column_sums_accumulate(out, cuda::kernels::ProductValue<T>{a, b, cols}, rows, cols);
+  }
   /// @brief db[c] += sum_r dy[r, c], summed in double.
   void bias_backward(T* db, const T* dy, Index rows, Index cols) const {
     column_sums_accumulate(db, cuda::kernels::MatrixValue<T>{dy, cols}, rows, cols);
@@ -313,7 +324,8 @@ class CudaBackend {
     VITIQ_CUDA_LAUNCHED("cuda::kernels::layernorm_forward");
   }
   /// @brief Backward of layernorm_forward: dx assigned, or added to when accumulate_dx (skipped when
-  /// nullptr); dw, db accumulated (column sums in double).
+  /// nullptr); dw, db accumulated (column sums in double). w null: no affine part; mean null: x
+  /// holds xhat (both without dw, db; CpuBackend::layernorm_backward).
   void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd, const T* w,
                           Index rows, Index cols, bool accumulate_dx = false) const {
     if (rows == 0) return;
@@ -321,6 +333,10 @@ class CudaBackend {
       cuda::kernels::layernorm_backward_rows<<<row_blocks(rows), cuda::kernels::row_threads, 0, ctx_->stream()>>>(
           dx, dy, x, mean, rstd, w, rows, cols, accumulate_dx);
       VITIQ_CUDA_LAUNCHED("cuda::kernels::layernorm_backward_rows");
+    }
+    if (!mean || !w) {
+      if (dw || db) throw cuda::Error("vitiq::CudaBackend::layernorm_backward: dw and db need w and mean");
+      return;
     }
     column_sums_accumulate(dw, cuda::kernels::LayerNormWeightGrad<T>{dy, x, mean, rstd, cols}, rows, cols);
     column_sums_accumulate(db, cuda::kernels::MatrixValue<T>{dy, cols}, rows, cols);

@@ -174,6 +174,12 @@ __global__ void scale_rows(T* x, const T* s, Index rows, Index cols) {
   for (Index i = grid_start(); i < rows * cols; i += grid_stride()) x[i] *= s[i / cols];
 }
 
+/// y[r, c] = x[r, c] * s[c], y, x [rows, cols] (y may alias x: each element is read before it is written).
+template <class T>
+__global__ void scale_columns(T* y, const T* x, const T* s, Index rows, Index cols) {
+  for (Index i = grid_start(); i < rows * cols; i += grid_stride()) y[i] = x[i] * s[i % cols];
+}
+
 /// Inverted dropout mask from the counter-based hash: mask[i] = 0 when uniform01(seed, stream, i)
 /// < p, else keep = 1/(1-p) (computed by the caller in T, as the CPU backend does).
 template <class T>
@@ -237,6 +243,15 @@ struct MatrixValue {
   Index ld;    ///< row stride
   /// p[r * ld + c]
   __device__ T operator()(Index r, Index c) const { return p[r * ld + c]; }
+};
+
+/// Functor: a[r, c] * b[r, c] (column_dots).
+template <class T>
+struct ProductValue {
+  const T *a, *b;  ///< the two matrices
+  Index cols;      ///< row length of both
+  /// The summand of out[c] from row r.
+  __device__ T operator()(Index r, Index c) const { return a[r * cols + c] * b[r * cols + c]; }
 };
 
 /// Functor: dy * xhat of LayerNorm, dy[r, c] * (x[r, c] - mean[r]) * rstd[r] (the CPU's T arithmetic).
@@ -307,7 +322,8 @@ __global__ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w
     v = block_sum(v, scratch) / double(cols);
     const T sd = T(1.0 / sqrt(v + 1e-5));
     const T mt = T(m);
-    for (Index c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = (xr[c] - mt) * sd * w[c] + b[c];
+    for (Index c = threadIdx.x; c < cols; c += blockDim.x)  // w, b null: no affine part (y = xhat)
+      yr[c] = w ? (xr[c] - mt) * sd * w[c] + b[c] : (xr[c] - mt) * sd;
     if (threadIdx.x == 0) {
       mean[r] = mt;
       rstd[r] = sd;
@@ -327,19 +343,20 @@ __global__ void layernorm_backward_rows(T* dx, const T* dy, const T* x, const T*
     const T* xr = x + r * cols;
     const T* dyr = dy + r * cols;
     T* dxr = dx + r * cols;
-    const T m = mean[r], s = rstd[r];
+    // mean null: x holds xhat; w null: no affine part (g = dy)
+    const T s = rstd[r], m = mean ? mean[r] : T(0), xs = mean ? s : T(1);
     double sum_g = 0, sum_gx = 0;
     for (Index c = threadIdx.x; c < cols; c += blockDim.x) {
-      const T g = dyr[c] * w[c];
+      const T g = w ? dyr[c] * w[c] : dyr[c];
       sum_g += double(g);
-      sum_gx += double(g * (xr[c] - m) * s);
+      sum_gx += double(g * (xr[c] - m) * xs);
     }
     sum_g = block_sum(sum_g, scratch);
     sum_gx = block_sum(sum_gx, scratch);
     const T mg = T(sum_g / double(cols)), mgx = T(sum_gx / double(cols));
     for (Index c = threadIdx.x; c < cols; c += blockDim.x) {
-      const T xhat = (xr[c] - m) * s;
-      const T v = s * (dyr[c] * w[c] - mg - xhat * mgx);
+      const T xhat = (xr[c] - m) * xs;
+      const T v = s * ((w ? dyr[c] * w[c] : dyr[c]) - mg - xhat * mgx);
       dxr[c] = accumulate ? dxr[c] + v : v;
     }
   }

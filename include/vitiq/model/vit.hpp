@@ -225,9 +225,21 @@ class ViT {
 
     // Patch embedding: SPT gather, LayerNorm over PD features, Linear PD -> D.
     be.spt_forward(a_.patches, images, B, Ch, S, S, P, C.spt);                    // [B, n, PD]
-    be.layernorm_forward(a_.patch_ln, a_.patch_mean, a_.patch_rstd, a_.patches, w + o.patch_norm_w,
-                         w + o.patch_norm_b, B * n, PD);                         // [B*n, PD]
-    linear_forward(a_.tokens, nullptr, a_.patch_ln, PD, w + o.patch_w, w + o.patch_b, B * n, D);  // [B*n, D]
+    if (patch_norm_folded()) {
+      // LN(x) W^T + b = xhat (W diag(w_ln))^T + (b + W b_ln): the patches are normalised in place
+      // (xhat) and the LayerNorm's scale and shift go into the Linear's weight and bias, so no
+      // [B*n, PD] LayerNorm output is written, and the backward needs no [B*n, PD] gradient.
+      be.layernorm_forward(a_.patches, a_.patch_mean, a_.patch_rstd, a_.patches, nullptr, nullptr, B * n, PD);
+      be.scale_columns(a_.patch_w_folded, w + o.patch_w, w + o.patch_norm_w, D, PD);  // [D, PD]
+      be.copy(a_.patch_b_folded, w + o.patch_b, std::size_t(D));
+      be.gemm(false, false, D, 1, PD, T(1), w + o.patch_w, PD, w + o.patch_norm_b, 1, T(1), a_.patch_b_folded,
+              1);                                                                 // [D]
+      linear_forward(a_.tokens, nullptr, a_.patches, PD, a_.patch_w_folded, a_.patch_b_folded, B * n, D);
+    } else {  // a few patches (B*n < D): the LayerNorm's affine part costs less on them than folding
+      be.layernorm_forward(a_.patch_ln, a_.patch_mean, a_.patch_rstd, a_.patches, w + o.patch_norm_w,
+                           w + o.patch_norm_b, B * n, PD);                       // [B*n, PD]
+      linear_forward(a_.tokens, nullptr, a_.patch_ln, PD, w + o.patch_w, w + o.patch_b, B * n, D);
+    }                                                                             // tokens [B*n, D]
     be.embed_forward(a_.resid[0], a_.tokens, w + o.cls_token, w + o.pos_embedding, B, N, D);  // [B, N, D]
     if (train && reg_.emb_dropout > 0) {
       be.dropout_mask(a_.emb_mask, BN * D, T(reg_.emb_dropout), dropout_seed_, stream++);
@@ -385,6 +397,10 @@ class ViT {
     // Embedding: resid[0] = drop(embed(tokens, cls, pos)).
     if (train && reg_.emb_dropout > 0) be.multiply(a_.d_resid, a_.d_resid, a_.emb_mask, BN * D);
     be.embed_backward(a_.d_tokens, g + o.cls_token, g + o.pos_embedding, a_.d_resid, B, N, D);  // [B*n, D]
+    if (patch_norm_folded()) {
+      patch_embedding_backward_folded(dimages, B);
+      return;
+    }
     be.gemm(true, false, D, PD, B * n, T(1), a_.d_tokens, D, a_.patch_ln, PD, T(1), g + o.patch_w, PD);
     be.bias_backward(g + o.patch_b, a_.d_tokens, B * n, D);
     be.gemm(false, false, B * n, PD, D, T(1), a_.d_tokens, D, w + o.patch_w, PD, T(0), a_.d_patch_ln, PD);
@@ -450,13 +466,16 @@ class ViT {
         *hidden_dropped, *fc2_mask, *sd_mlp, *d_attn_kept;
   };
   struct Acts {
-    T *patches, *patch_ln, *patch_mean, *patch_rstd, *tokens, *emb_mask, *pooled, *head_ln, *head_mean,
-        *head_rstd, *logits, *branch;
+    // patches: the SPT patches [B*n, PD], normalised in place (xhat) when the patch LayerNorm is
+    // folded into the patch Linear (patch_w_folded [D, PD], patch_b_folded [D]); else patch_ln
+    // holds the LayerNorm's output.
+    T *patches, *patch_ln, *patch_mean, *patch_rstd, *patch_w_folded, *patch_b_folded, *tokens, *emb_mask, *pooled,
+        *head_ln, *head_mean, *head_rstd, *logits, *branch;
     std::vector<T*> resid;            // L + 1 tensors [B, N, D]
     std::vector<BlockActs> block;     // L
     // backward scratch
     T *d_head_ln, *d_pooled, *d_resid, *d_branch, *d_hidden, *d_ln, *d_attn_out, *d_attn, *d_scores,
-        *d_qkv, *d_tokens, *d_patch_ln, *d_patches;
+        *d_qkv, *d_tokens, *d_patch_ln, *d_patches, *d_patch_w, *d_patch_b;
   };
 
   static constexpr TemperatureMode temperature_mode() {
@@ -481,6 +500,42 @@ class ViT {
     std::vector<T> out(count);
     backend_.to_host(out.data(), src, count);
     return out;
+  }
+
+  /// Whether the patch LayerNorm is folded into the patch Linear (forward_device) at the prepared
+  /// batch: where the patches outnumber the embedding's outputs, B*n >= D, so that scaling the
+  /// [D, PD] weight costs less than the LayerNorm's affine part on the [B*n, PD] patches.
+  bool patch_norm_folded() const { return batch_ * n >= D; }
+
+  /// The patch embedding's backward when forward_device folded the LayerNorm: tokens = xhat W'^T +
+  /// b' with W' = W diag(w_ln), b' = b + W b_ln. With s = the column sums of d_tokens and
+  /// G = d_tokens^T xhat [D, PD] (one GEMM of the unfolded backward's two):
+  ///   db += s;  dW += G diag(w_ln) + s b_ln^T;  dw_ln[c] += sum_j W[j, c] G[j, c];  db_ln += W^T s.
+  /// No [B*n, PD] gradient is formed unless dimages asks for it (d xhat = d_tokens W', then the
+  /// LayerNorm's backward without affine part and SPT's transpose).
+  void patch_embedding_backward_folded(T* dimages, Index B) {
+    Backend& be = backend_;
+    const T* w = params_.data();
+    T* g = grads_.data();
+    const auto& o = offsets;
+    const Index Bn = B * n;
+    be.fill(a_.d_patch_b, T(0), std::size_t(D));
+    be.bias_backward(a_.d_patch_b, a_.d_tokens, Bn, D);                          // s [D]
+    be.add(g + o.patch_b, a_.d_patch_b, std::size_t(D));
+    be.gemm(true, false, D, PD, Bn, T(1), a_.d_tokens, D, a_.patches, PD, T(0), a_.d_patch_w, PD);  // G [D, PD]
+    be.column_dots(g + o.patch_norm_w, w + o.patch_w, a_.d_patch_w, D, PD);
+    be.gemm(true, false, PD, 1, D, T(1), w + o.patch_w, PD, a_.d_patch_b, 1, T(1), g + o.patch_norm_b, 1);
+    be.scale_columns(a_.d_patch_w, a_.d_patch_w, w + o.patch_norm_w, D, PD);    // G diag(w_ln)
+    be.gemm(false, false, D, PD, 1, T(1), a_.d_patch_b, 1, w + o.patch_norm_b, PD, T(1), a_.d_patch_w, PD);
+    be.add(g + o.patch_w, a_.d_patch_w, std::size_t(D * PD));
+    if (!dimages) return;
+    const std::size_t count = std::size_t(Bn * PD);
+    if (dimage_scratch_.size() < 2 * count) dimage_scratch_ = backend_.allocate(2 * count);
+    T* d_xhat = dimage_scratch_.data();
+    T* d_patches = d_xhat + count;
+    be.gemm(false, false, Bn, PD, D, T(1), a_.d_tokens, D, a_.patch_w_folded, PD, T(0), d_xhat, PD);  // [B*n, PD]
+    be.layernorm_backward(d_patches, nullptr, nullptr, d_xhat, a_.patches, nullptr, a_.patch_rstd, nullptr, Bn, PD);
+    be.spt_backward(dimages, d_patches, B, Ch, S, S, P, C.spt);
   }
 
   /// Whether dropout or stochastic depth masks the branches in this pass (training with either).
@@ -550,8 +605,11 @@ class ViT {
         at += (count + 15) / 16 * 16;  // keep every tensor 64-byte aligned
         return p;
       };
+      const bool fold = B * n >= D;  // patch_norm_folded() at batch B
       a_.patches = take(Bn * PD);
-      a_.patch_ln = take(Bn * PD);
+      a_.patch_ln = take(fold ? 0 : Bn * PD);
+      a_.patch_w_folded = take(fold ? std::size_t(D * PD) : 0);
+      a_.patch_b_folded = take(fold ? std::size_t(D) : 0);
       a_.patch_mean = take(Bn);
       a_.patch_rstd = take(Bn);
       a_.tokens = take(Bn * D);
@@ -600,8 +658,10 @@ class ViT {
       a_.d_scores = take(unfused_attention_backward() ? BHNN : 0);
       a_.d_qkv = take(BN * 3 * I);
       a_.d_tokens = take(Bn * D);
-      a_.d_patch_ln = take(Bn * PD);
-      a_.d_patches = take(Bn * PD);
+      a_.d_patch_ln = take(fold ? 0 : Bn * PD);  // folded: dimage_scratch_, only when asked
+      a_.d_patches = take(fold ? 0 : Bn * PD);
+      a_.d_patch_w = take(fold ? std::size_t(D * PD) : 0);
+      a_.d_patch_b = take(fold ? std::size_t(D) : 0);
       if (pass == 0) {
         total = at;
         if (acts_.size() < total) acts_ = backend_.allocate(total);
@@ -613,6 +673,7 @@ class ViT {
 
   Backend backend_;
   Buffer params_, grads_, acts_, input_, dlogits_;
+  Buffer dimage_scratch_;  // d xhat and d patches [B*n, PD] each, for an image gradient of a folded forward
   Acts a_{};
   std::vector<T> host_logits_;
   Index batch_ = 0;

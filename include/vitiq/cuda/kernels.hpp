@@ -248,8 +248,9 @@ struct MatrixValue {
 /// Functor: a[r, c] * b[r, c] (column_dots).
 template <class T>
 struct ProductValue {
-  const T *a, *b;  ///< the two matrices
-  Index cols;      ///< row length of both
+  const T* a;  ///< the first matrix
+  const T* b;  ///< the second matrix
+  Index cols;  ///< row length of both
   /// The summand of out[c] from row r.
   __device__ T operator()(Index r, Index c) const { return a[r * cols + c] * b[r * cols + c]; }
 };

@@ -734,35 +734,28 @@ struct CpuBackend {
   /// @param accumulate_dx false: dx = the gradient; true: dx += the gradient
   void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean,
                           const T* rstd, const T* w, Index rows, Index cols, bool accumulate_dx = false) const {
+    if (!mean || !w) {  // the LayerNorm without affine part, or x = xhat: rows only, no dw, db
+      if (dw || db) throw Error("vitiq::CpuBackend::layernorm_backward: dw and db need w and mean");
+      if (!dx) return;
+      parallel_for(rows, cols, [&](Index r0, Index r1) {
+        for (Index r = r0; r < r1; ++r) {
+          const auto dyr = vec(dy + r * cols, cols);
+          const T s = rstd[r], m = mean ? mean[r] : T(0), xs = mean ? s : T(1);
+          const auto xhat = (vec(x + r * cols, cols) - m) * xs;  // x itself when mean is null
+          if (w) layernorm_dx_row(dx + r * cols, dyr * vec(w, cols), xhat, s, cols, accumulate_dx);
+          else layernorm_dx_row(dx + r * cols, dyr, xhat, s, cols, accumulate_dx);
+        }
+      });
+      return;
+    }
     // One pass: blocks of a fixed number of rows each write dx and their partial column sums of
     // dw and db (summed in T over the block's rows); the blocks' sums are added in double in block
     // order, so the result does not depend on the thread count.
     constexpr Index rows_per_block = 64;
     const Index blocks = (rows + rows_per_block - 1) / rows_per_block;
     std::vector<T> part(std::size_t(blocks * 2 * cols));  // [blocks, {dw, db}, cols]
-    if (!mean || !w) {  // the LayerNorm without affine part, or x = xhat: rows only, no dw, db
-      if (dw || db) throw Error("vitiq::CpuBackend::layernorm_backward: dw and db need w and mean");
-      if (!dx) return;
-      parallel_for(rows, cols, [&](Index r0, Index r1) {
-        const T inv_cols = T(1) / T(cols);
-        for (Index r = r0; r < r1; ++r) {
-          const auto dyr = vec(dy + r * cols, cols);
-          const T s = rstd[r], m = mean ? mean[r] : T(0), xs = mean ? s : T(1);
-          const auto xhat = (vec(x + r * cols, cols) - m) * xs;  // x itself when mean is null
-          auto write = [&](const auto& g) {
-            const T mg = g.sum() * inv_cols, mgx = (g * xhat).sum() * inv_cols;
-            if (accumulate_dx) vec(dx + r * cols, cols) += s * (g - mg - xhat * mgx);
-            else vec(dx + r * cols, cols) = s * (g - mg - xhat * mgx);
-          };
-          if (w) write(dyr * vec(w, cols));
-          else write(dyr);
-        }
-      });
-      return;
-    }
     parallel_for(blocks, rows_per_block * cols, [&](Index k0, Index k1) {
       const auto wv = vec(w, cols);
-      const T inv_cols = T(1) / T(cols);
       for (Index k = k0; k < k1; ++k) {
         auto pw = vec(part.data() + k * 2 * cols, cols), pb = vec(part.data() + (k * 2 + 1) * cols, cols);
         pw.setZero();
@@ -771,12 +764,7 @@ struct CpuBackend {
           const auto xr = vec(x + r * cols, cols), dyr = vec(dy + r * cols, cols);
           const T m = mean[r], s = rstd[r];
           const auto xhat = (xr - m) * s;
-          if (dx) {
-            const auto g = dyr * wv;
-            const T mg = g.sum() * inv_cols, mgx = (g * xhat).sum() * inv_cols;
-            if (accumulate_dx) vec(dx + r * cols, cols) += s * (g - mg - xhat * mgx);
-            else vec(dx + r * cols, cols) = s * (g - mg - xhat * mgx);
-          }
+          if (dx) layernorm_dx_row(dx + r * cols, dyr * wv, xhat, s, cols, accumulate_dx);
           pw += dyr * xhat;
           pb += dyr;
         }
@@ -1298,6 +1286,16 @@ struct CpuBackend {
     z = (z - mx).exp();
     if (mask_diagonal) z[i] = T(0);
     vec(a_out, N) = z.head(N) * (T(1) / z.head(N).sum());
+  }
+
+  /// One row of layernorm_backward's input gradient from g = dy * w (or dy) and xhat [cols]:
+  /// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), assigned or (accumulate) added.
+  template <class G, class X>
+  static void layernorm_dx_row(T* dx, const G& g, const X& xhat, T rstd, Index cols, bool accumulate) {
+    const T inv_cols = T(1) / T(cols);
+    const T mg = g.sum() * inv_cols, mgx = (g * xhat).sum() * inv_cols;
+    if (accumulate) vec(dx, cols) += rstd * (g - mg - xhat * mgx);
+    else vec(dx, cols) = rstd * (g - mg - xhat * mgx);
   }
 
   /// softmax_row_padded in four short passes over the row with Eigen's packet primitives (the

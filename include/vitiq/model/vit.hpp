@@ -505,7 +505,9 @@ class ViT {
   /// Whether the patch LayerNorm is folded into the patch Linear (forward_device) at the prepared
   /// batch: where the patches outnumber the embedding's outputs, B*n >= D, so that scaling the
   /// [D, PD] weight costs less than the LayerNorm's affine part on the [B*n, PD] patches.
-  bool patch_norm_folded() const { return batch_ * n >= D; }
+  bool patch_norm_folded() const { return patch_norm_folded_at(batch_); }
+  /// patch_norm_folded() for a batch of B images (prepare() sizes the buffers with it).
+  static constexpr bool patch_norm_folded_at(Index B) { return B * n >= D; }
 
   /// The patch embedding's backward when forward_device folded the LayerNorm: tokens = xhat W'^T +
   /// b' with W' = W diag(w_ln), b' = b + W b_ln. With s = the column sums of d_tokens and
@@ -605,7 +607,7 @@ class ViT {
         at += (count + 15) / 16 * 16;  // keep every tensor 64-byte aligned
         return p;
       };
-      const bool fold = B * n >= D;  // patch_norm_folded() at batch B
+      const bool fold = patch_norm_folded_at(B);
       a_.patches = take(Bn * PD);
       a_.patch_ln = take(fold ? 0 : Bn * PD);
       a_.patch_w_folded = take(fold ? std::size_t(D * PD) : 0);

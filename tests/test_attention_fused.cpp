@@ -4,7 +4,9 @@
 // attention_softmax_backward, two gemm_batched. Float and double, every temperature mode with and
 // without the LSA mask, both GEMM engines, one and two threads, block counts B*h that are not a
 // multiple of the thread count; and a whole model whose backward takes the fused path against the
-// same model forced onto the unfused one (kept attention gradients).
+// same model forced onto the unfused one (kept attention gradients). The class-token ops
+// (attention_cls_forward/backward) against the class rows of the fused ones, and a model's
+// class-token-only last block against its full last block (kept attention maps).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -193,4 +195,158 @@ TEMPLATE_TEST_CASE("a model's fused attention path gives the gradients of the un
         CHECK(std::abs(double(g_fused[at]) - double(g_unfused[at])) <= 1e-5 * (std::abs(double(g_unfused[at])) + 1e-3));
       }
   }
+}
+
+TEMPLATE_TEST_CASE("attention_cls ops equal the class rows of the fused attention", "[cpu_kernels][attention]", float,
+                   double) {
+  using T = TestType;
+  vitiq::CpuBackend<T> be;
+  struct Shape { Index B, h, N, d; };
+  const Shape shapes[] = {{3, 3, 17, 8}, {5, 4, 65, 32}, {1, 1, 9, 4}};
+  for (const Shape& sh : shapes) {
+    const Index B = sh.B, h = sh.h, N = sh.N, d = sh.d, I = h * d;
+    const auto qkv = random_vec<T>(std::size_t(B * N * 3 * I), 33, 0.8);
+    const auto d_cls = random_vec<T>(std::size_t(B * I), 34);
+    std::vector<T> d_full(std::size_t(B * N * I), T(0));  // the class rows' gradient, zero elsewhere
+    for (Index b = 0; b < B; ++b)
+      for (Index c = 0; c < I; ++c) d_full[std::size_t(b * N * I + c)] = d_cls[std::size_t(b * I + c)];
+    const std::vector<T> shared{T(std::log(0.3))}, per_head{T(0.2), T(0.35), T(0.5), T(0.65)};
+    for (const vitiq::GemmEngine engine : engines()) {
+      Engine en(engine);
+      for (const auto mode :
+           {vitiq::TemperatureMode::shared_log, vitiq::TemperatureMode::per_head, vitiq::TemperatureMode::fixed})
+        for (const bool mask : {true, false}) {
+          const T* param = mode == vitiq::TemperatureMode::shared_log ? shared.data()
+                           : mode == vitiq::TemperatureMode::per_head ? per_head.data()
+                                                                      : nullptr;
+          const T fixed_tau = T(1.0 / std::sqrt(double(d)));
+          std::vector<T> cls_out[2], cls_dqkv[2], cls_dparam[2];
+          for (int threads : {1, 2}) {
+            Threads th(threads);
+            INFO("B " << B << " h " << h << " N " << N << " d " << d << " engine " << int(engine) << " mode "
+                      << int(mode) << " mask " << mask << " threads " << threads);
+            const Result<T> full = run_fused(be, qkv, d_full, param, mode, fixed_tau, mask, B, h, N, d);
+            auto out = filled(be, std::size_t(B * I), T(7)), A = filled(be, std::size_t(B * h * N), T(7)),
+                 S = filled(be, std::size_t(B * h * N), T(7)), d_qkv = filled(be, std::size_t(B * N * 3 * I), T(7));
+            std::vector<T> dparam = {T(0.125), T(-0.25), T(0.5), T(1)};
+            be.attention_cls_forward(out.data(), A.data(), S.data(), qkv.data(), param, mode, fixed_tau, mask, B, h,
+                                     N, d);
+            be.attention_cls_backward(d_qkv.data(), dparam.data(), d_cls.data(), qkv.data(), A.data(), S.data(),
+                                      param, mode, fixed_tau, B, h, N, d);
+            // The class rows of the full op's outputs.
+            std::vector<T> S_row, A_row, out_row, S_got = to_vec(S), A_got = to_vec(A), out_got = to_vec(out);
+            for (Index bj = 0; bj < B * h; ++bj)
+              for (Index c = 0; c < N; ++c) {
+                S_row.push_back(full.S[std::size_t(bj * N * N + c)]);
+                A_row.push_back(full.A[std::size_t(bj * N * N + c)]);
+              }
+            for (Index b = 0; b < B; ++b)
+              for (Index c = 0; c < I; ++c) out_row.push_back(full.out[std::size_t(b * N * I + c)]);
+            CHECK(max_rel_diff(S_got, S_row) <= tol<T>());
+            CHECK(max_rel_diff(A_got, A_row) <= tol<T>());
+            CHECK(max_rel_diff(out_got, out_row) <= tol<T>());
+            if (mask) {
+              int nonzero = 0;
+              for (Index bj = 0; bj < B * h; ++bj) nonzero += A_got[std::size_t(bj * N)] != T(0);
+              CHECK(nonzero == 0);  // the class token's own key is masked exactly
+            }
+            // d_qkv: every k and v column and the class rows' q columns as the full backward; the
+            // other rows' q columns unwritten (still 7).
+            std::vector<T> got, want;
+            int untouched = 0;
+            for (Index r = 0; r < B * N; ++r)
+              for (Index c = 0; c < 3 * I; ++c) {
+                const std::size_t at = std::size_t(r * 3 * I + c);
+                if (c < I && r % N != 0) {
+                  untouched += d_qkv.data()[at] == T(7);
+                  continue;
+                }
+                got.push_back(d_qkv.data()[at]);
+                want.push_back(full.d_qkv[at]);
+              }
+            CHECK(untouched == (B * N - B) * I);
+            CHECK(max_rel_diff(got, want) <= tol<T>());
+            CHECK(max_rel_diff(dparam, full.dparam) <= tol<T>());
+            cls_out[threads - 1] = out_got;
+            cls_dqkv[threads - 1] = to_vec(d_qkv);
+            cls_dparam[threads - 1] = dparam;
+          }
+          CHECK(cls_out[0] == cls_out[1]);  // one thread per block, sums in block order
+          CHECK(cls_dqkv[0] == cls_dqkv[1]);
+          CHECK(cls_dparam[0] == cls_dparam[1]);
+        }
+    }
+  }
+}
+
+namespace {
+
+constexpr vitiq::Config cls_probe{.image_size = 12, .patch_size = 4, .channels = 3, .dim = 12, .depth = 2,
+                                  .heads = 3, .dim_head = 8, .mlp_dim = 20, .num_classes = 5,
+                                  .spt = vitiq::SptVariant::axial, .lsa = true,
+                                  .temperature = vitiq::Temperature::per_head, .pool = vitiq::Pool::cls};
+
+/// Logits, every parameter gradient and the image gradient of one forward/backward.
+template <vitiq::Config C, class T>
+std::vector<T> all_gradients(vitiq::ViT<C, vitiq::CpuBackend<T>>& model, std::vector<T>& logits, Index B) {
+  const auto images = random_vec<T>(std::size_t(B * C.channels * C.image_size * C.image_size), 43);
+  const auto dlogits = random_vec<T>(std::size_t(B * C.num_classes), 44);
+  const auto out = model.forward(images, B);
+  logits.assign(out.begin(), out.end());
+  model.zero_grad();
+  std::vector<T> dimages(images.size());
+  model.backward_device(dlogits.data(), dimages.data());
+  auto g = model.gradients_to_host();
+  g.insert(g.end(), dimages.begin(), dimages.end());
+  return g;
+}
+
+template <vitiq::Config C, class T>
+void check_class_token_last_block(Index B) {
+  for (int threads : {1, 2}) {
+    Threads th(threads);
+    INFO("threads " << threads << " B " << B);
+    vitiq::ViT<C, vitiq::CpuBackend<T>> model({}, 6);
+    model.set_training(true);
+    REQUIRE(model.class_token_last_block());
+    std::vector<T> logits_cls, logits_full;
+    const auto g_cls = all_gradients(model, logits_cls, B);
+    CHECK_THROWS_AS(model.attention(C.depth - 1), std::logic_error);
+    CHECK_NOTHROW(model.attention(C.depth - 2));
+    model.keep_attention_maps(true);
+    REQUIRE_FALSE(model.class_token_last_block());
+    const auto g_full = all_gradients(model, logits_full, B);
+    CHECK_NOTHROW(model.attention(C.depth - 1));
+    CHECK(max_rel_diff(logits_cls, logits_full) <= tol<T>());
+    CHECK(max_rel_diff(g_cls, g_full) <= 10 * tol<T>());
+    double norm = 0;  // the last block's q weights and temperature take a gradient: a real check
+    for (Index i = 0; i < C.inner_dim() * C.dim; ++i) norm += std::abs(double(g_cls[model.offsets.blocks[C.depth - 1].qkv_w + std::size_t(i)]));
+    CHECK(norm > 0);
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("a model's class-token-only last block gives the logits and gradients of the full block",
+                   "[model][attention]", float, double) {
+  using T = TestType;
+  check_class_token_last_block<cls_probe, T>(3);  // B*n = 27 >= D: patch LayerNorm folded
+  check_class_token_last_block<cls_probe, T>(1);  // 9 < 12: not folded
+  check_class_token_last_block<vitiq::presets::tiny, T>(2);
+  // Masks are drawn for every token: regularised training and mean pooling keep the full block.
+  vitiq::ViT<cls_probe, vitiq::CpuBackend<T>> model({}, 6);
+  model.set_training(true);
+  model.set_regularization({.dropout = 0.1});
+  CHECK_FALSE(model.class_token_last_block());
+  model.set_regularization({.stochastic_depth = 0.1});
+  CHECK_FALSE(model.class_token_last_block());
+  model.set_regularization({.attn_dropout = 0.1});
+  CHECK_FALSE(model.class_token_last_block());
+  model.set_regularization({.emb_dropout = 0.1});
+  CHECK(model.class_token_last_block());  // before the blocks: every token is masked alike anyway
+  model.set_training(false);
+  model.set_regularization({.dropout = 0.1});
+  CHECK(model.class_token_last_block());  // evaluation applies no masks
+  vitiq::ViT<fused_probe, vitiq::CpuBackend<T>> mean_pool({}, 6);
+  CHECK_FALSE(mean_pool.class_token_last_block());
 }

@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -36,8 +37,10 @@ struct Tolerances {
   double logits, loss, grad, temperature_grad, attention, train_loss, final_weights;
 };
 
+// keep_maps: the full last block, whose attention maps are compared too; without (class-token
+// pooling only) the class-token-only last block, whose logits, gradients and steps must match alike.
 template <vitiq::Config C, class T>
-void check_golden(const std::string& name, const Tolerances& tol) {
+void check_golden_path(const std::string& name, const Tolerances& tol, bool keep_maps) {
   using Be = vitiq::CpuBackend<T>;
   const auto file = vitiq::io::SafetensorsFile::load(data_file("golden_" + name + ".safetensors"));
   const auto& md = file.metadata();
@@ -47,6 +50,8 @@ void check_golden(const std::string& name, const Tolerances& tol) {
   const auto table = vitiq::param_table<C>();
 
   vitiq::ViT<C, Be> model;
+  model.keep_attention_maps(keep_maps);
+  REQUIRE(model.class_token_last_block() == (!keep_maps && C.pool == vitiq::Pool::cls));
   vitiq::load_weights(model, file, "param.");
   const std::vector<T> input = file.read<T>("input");
   const std::vector<T> target = file.read<T>("target");
@@ -63,8 +68,13 @@ void check_golden(const std::string& name, const Tolerances& tol) {
   const double loss = criterion.forward_backward(model.backend(), logits, target.data(), B, C.num_classes);
   const double e_loss = std::abs(loss - file.read<double>("loss")[0]) / std::abs(file.read<double>("loss")[0]);
   double e_attn = 0;
-  for (int l = 0; l < C.depth; ++l)
+  for (int l = 0; l < C.depth; ++l) {
+    if (!keep_maps && l == C.depth - 1) {
+      CHECK_THROWS_AS(model.attention_to_host(l), std::logic_error);  // only the class row was computed
+      continue;
+    }
     e_attn = std::max(e_attn, rel_error(widen(model.attention_to_host(l)), file.read<double>("attn." + std::to_string(l))));
+  }
 
   // Backward: every parameter gradient.
   model.zero_grad();
@@ -111,15 +121,22 @@ void check_golden(const std::string& name, const Tolerances& tol) {
     e_final = std::max(e_final, rel_error(mine, file.read<double>("final." + p.name)));
   }
 
-  std::printf("golden %-13s %-6s logits %.2e  loss %.2e  attention %.2e  grads %.2e  temperature %.2e  "
+  std::printf("golden %-13s %-6s %-9s logits %.2e  loss %.2e  attention %.2e  grads %.2e  temperature %.2e  "
               "10-step losses %.2e  final weights %.2e\n",
-              name.c_str(), sizeof(T) == 4 ? "float" : "double", e_logits, e_loss, e_attn, e_grad, e_temp,
+              name.c_str(), sizeof(T) == 4 ? "float" : "double", keep_maps ? "full" : "cls-last", e_logits, e_loss, e_attn, e_grad, e_temp,
               e_train, e_final);
   CHECK(e_logits < tol.logits);
   CHECK(e_loss < tol.loss);
   CHECK(e_attn < tol.attention);
   CHECK(e_train < tol.train_loss);
   CHECK(e_final < tol.final_weights);
+}
+
+// Every configuration with its full last block; class-token pooling also with the class-token-only one.
+template <vitiq::Config C, class T>
+void check_golden(const std::string& name, const Tolerances& tol) {
+  check_golden_path<C, T>(name, tol, true);
+  if constexpr (C.pool == vitiq::Pool::cls) check_golden_path<C, T>(name, tol, false);
 }
 
 constexpr Tolerances double_tol{1e-12, 1e-12, 1e-9, 1e-9, 1e-12, 1e-10, 1e-8};

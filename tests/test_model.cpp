@@ -80,6 +80,7 @@ TEST_CASE("parameter table: PyTorch names, shapes and a gap-free layout", "[layo
 
 TEST_CASE("attention rows sum to 1 and the LSA diagonal is zero in every block", "[model][attention]") {
   vitiq::ViT<vitiq::presets::tiny> model({}, 3);
+  model.keep_attention_maps(true);  // the last block's full maps (else its class row only)
   const int B = 3;
   const auto images = random_vec<float>(B * 3 * 32 * 32, 1);
   model.forward(images, B);

@@ -109,6 +109,7 @@ TEST_CASE("discarding the lowest entries never removes the class token's row or 
 TEST_CASE("rollout of a model's attention is a distribution over the patches and the class token", "[rollout][model]") {
   constexpr auto C = vitiq::presets::tiny;
   vitiq::ViT<C> model({}, 8);
+  model.keep_attention_maps(true);
   vitiq::Rng rng(1);
   std::vector<float> image(3 * 32 * 32);
   for (auto& x : image) x = float(rng.normal());
@@ -148,6 +149,7 @@ TEST_CASE("the attention gradients of gradient-weighted rollout agree with finit
   // reads from the backward. A wrong gradient (another class, another block, transposed, taken
   // after the softmax backward) breaks the equality.
   FdModel model({}, 21);
+  model.keep_attention_maps(true);  // at() below reads every block's maps after a plain forward
   vitiq::Rng rng(5);
   std::vector<double> image(3 * 16 * 16);
   for (auto& x : image) x = rng.normal();
@@ -212,6 +214,7 @@ TEST_CASE("the attention gradients of gradient-weighted rollout agree with finit
 
 TEST_CASE("raw maps, per-head matrices and image_attention read the right image of a batch", "[rollout]") {
   FdModel model({}, 4);
+  model.keep_attention_maps(true);
   vitiq::Rng rng(9);
   std::vector<double> two(2 * 3 * 16 * 16);
   for (auto& x : two) x = rng.normal();

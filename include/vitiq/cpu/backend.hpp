@@ -1074,11 +1074,85 @@ struct CpuBackend {
         const T* a = A + bj * N * N;            // [N, N]
         gemm_serial(false, true, N, N, d, T(1), dout, I, q + 2 * I, ld, T(0), dz, ldz);  // dA = dO V^T
         gemm_serial(true, false, N, d, N, T(1), a, N, dout, I, T(0), dq + 2 * I, ld);    // dV = A^T dO
-        block_dtau[std::size_t(bj)] = softmax_jacobian_block(dz, ldz, a, S + bj * N * N, N);  // dZ over dA
+        block_dtau[std::size_t(bj)] = softmax_jacobian_block(dz, ldz, a, S + bj * N * N, N, N);  // dZ over dA
         // dS = tau dZ: tau is the GEMMs' alpha.
         const T tau = head_tau(param, mode, fixed_tau, j);
         gemm_serial(false, false, N, d, N, tau, dz, ldz, q + I, ld, T(0), dq, ld);       // dQ = dS K
         gemm_serial(true, false, N, d, N, tau, dz, ldz, q, ld, T(0), dq + I, ld);        // dK = dS^T Q
+      }
+    });
+    accumulate_temperature_grad(dparam, block_dtau, param, mode, B, h);
+  }
+
+  /// @brief attention_forward for the class token's query only (row 0 of every image): for every
+  /// batch element b and head j, s = q_b0 K_bj^T [N], a = softmax(mask(s * tau_j)) with LSA's mask
+  /// on the class token's own key (a_0 = 0 exactly), o = a V_bj [d].
+  ///
+  /// What a model needs from its last block when only the class token's output is read (Pool::cls):
+  /// the keys and values of every token, the query of the class token alone. The result is row 0
+  /// of each block of attention_forward (S bit for bit, A and out up to a few ulp).
+  /// @param out           class-token head outputs [B, I] (assigned; heads concatenated)
+  /// @param A             the class token's attention probabilities [B, h, N] (output)
+  /// @param S             its raw scores q_0 k^T [B, h, N] (output; read by the backward)
+  /// @param qkv           queries, keys and values [B, N, 3I]; only row 0 of each image's q columns is read
+  /// @param param,mode,fixed_tau,mask_diagonal as in attention_forward
+  /// @param B,h,N,d       as in attention_forward
+  void attention_cls_forward(T* out, T* A, T* S, const T* qkv, const T* param, TemperatureMode mode, T fixed_tau,
+                             bool mask_diagonal, Index B, Index h, Index N, Index d) const {
+    const Index I = h * d, ld = 3 * I;
+    const Index padded = (N + 15) / 16 * 16;
+    (void)gemm_engine();  // resolved on the caller's thread (may throw), not in a helper
+    parallel_for(B * h, 2 * N * d, [&](Index bj0, Index bj1) {
+      Buffer row(static_cast<std::size_t>(padded));
+      for (Index bj = bj0; bj < bj1; ++bj) {
+        const Index b = bj / h, j = bj % h;
+        const T* q = qkv + b * N * ld + j * d;  // q_0 [d]; K [N, d] at + I, V [N, d] at + 2I, row stride 3I
+        T* s = S + bj * N;                      // [N]
+        T* a = A + bj * N;                      // [N]
+        gemm_serial(false, true, 1, N, d, T(1), q, ld, q + I, ld, T(0), s, N);
+        softmax_row_padded(a, s, row.data(), head_tau(param, mode, fixed_tau, j), mask_diagonal, 0, N, padded);
+        gemm_serial(false, false, 1, d, N, T(1), a, N, q + 2 * I, ld, T(0), out + b * I + j * d, I);  // [d]
+      }
+    });
+  }
+
+  /// @brief Backward of attention_cls_forward: for every (b, j), da = dO V^T [N], dV = a^T dO,
+  /// dz = a (da - da.a), dq_0 = tau dz K, dK = tau dz^T q_0; the temperature gradient accumulates
+  /// as in attention_backward (sum of dz * s per block in double, blocks in order).
+  ///
+  /// The class rows of attention_backward's result when d_out is zero on every other row.
+  /// @param d_qkv     gradient w.r.t. qkv [B, N, 3I]: the k and v columns of every row and the q
+  ///                  columns of row 0 of each image are assigned; the q columns of the other rows
+  ///                  are not written (they have no gradient: their queries were never used)
+  /// @param dparam    temperature gradient, [1] or [h] as `param` (accumulated; unwritten for fixed)
+  /// @param d_out     gradient w.r.t. the class-token head outputs [B, I]
+  /// @param qkv       the forward's qkv [B, N, 3I]
+  /// @param A         the forward's probabilities [B, h, N]
+  /// @param S         the forward's raw scores [B, h, N]
+  /// @param param,mode,fixed_tau as in the forward
+  /// @param B,h,N,d   as in the forward
+  void attention_cls_backward(T* d_qkv, T* dparam, const T* d_out, const T* qkv, const T* A, const T* S,
+                              const T* param, TemperatureMode mode, T fixed_tau, Index B, Index h, Index N,
+                              Index d) const {
+    const Index I = h * d, ld = 3 * I;
+    const Index padded = (N + 15) / 16 * 16;
+    (void)gemm_engine();  // resolved on the caller's thread (may throw), not in a helper
+    std::vector<double> block_dtau(std::size_t(B * h), 0.0);  // per (b, j)
+    parallel_for(B * h, 4 * N * d, [&](Index bj0, Index bj1) {
+      Buffer scratch(static_cast<std::size_t>(padded));  // da, then dz, of the current block [N]
+      T* dz = scratch.data();
+      for (Index bj = bj0; bj < bj1; ++bj) {
+        const Index b = bj / h, j = bj % h;
+        const T* q = qkv + b * N * ld + j * d;  // q_0 [d]; K at + I, V at + 2I
+        const T* dout = d_out + b * I + j * d;  // [d]
+        T* dq = d_qkv + b * N * ld + j * d;     // dq_0 [d]; dK [N, d] at + I, dV at + 2I
+        const T* a = A + bj * N;                // [N]
+        gemm_serial(false, true, 1, N, d, T(1), dout, I, q + 2 * I, ld, T(0), dz, padded);  // da = dO V^T
+        gemm_serial(true, false, N, d, 1, T(1), a, N, dout, I, T(0), dq + 2 * I, ld);       // dV = a^T dO
+        block_dtau[std::size_t(bj)] = softmax_jacobian_block(dz, padded, a, S + bj * N, 1, N);  // dz over da
+        const T tau = head_tau(param, mode, fixed_tau, j);
+        gemm_serial(false, false, 1, d, N, tau, dz, padded, q + I, ld, T(0), dq, ld);        // dq_0 = tau dz K
+        gemm_serial(true, false, N, d, 1, tau, dz, padded, q, ld, T(0), dq + I, ld);         // dK = tau dz^T q_0
       }
     });
     accumulate_temperature_grad(dparam, block_dtau, param, mode, B, h);
@@ -1331,12 +1405,12 @@ struct CpuBackend {
     if (mask_diagonal) a_out[i] = T(0);
   }
 
-  /// The softmax Jacobian on one (b, j) block, in place: dz [N, ldz] holds dA and becomes
-  /// dZ = A (dA - sum_c dA A) row by row (A [N, N]). Returns the block's share of dtau_j,
-  /// sum dZ * S (S [N, N]): each row's sum in T, the rows added in double.
-  static double softmax_jacobian_block(T* dz, Index ldz, const T* A, const T* S, Index N) {
+  /// The softmax Jacobian on one (b, j) block of `rows` query rows over N keys, in place: dz
+  /// [rows, ldz] holds dA and becomes dZ = A (dA - sum_c dA A) row by row (A [rows, N]). Returns
+  /// the block's share of dtau_j, sum dZ * S (S [rows, N]): each row's sum in T, the rows added in double.
+  static double softmax_jacobian_block(T* dz, Index ldz, const T* A, const T* S, Index rows, Index N) {
     double acc = 0;
-    for (Index r = 0; r < N; ++r) {
+    for (Index r = 0; r < rows; ++r) {
       const auto a = vec(A + r * N, N);
       auto z = vec(dz + r * ldz, N);
       const T dot = (z * a).sum();

@@ -399,7 +399,7 @@ class CudaBackend {
     const Index rows = B * h * N;
     if (rows == 0) return;
     cuda::kernels::attention_softmax_forward<<<warp_row_blocks(rows), cuda::kernels::block_threads, 0, ctx_->stream()>>>(
-        A, S, param, mode, fixed_tau, mask_diagonal, B, h, N);
+        A, S, param, mode, fixed_tau, mask_diagonal, B, h, N, N);
     VITIQ_CUDA_LAUNCHED("cuda::kernels::attention_softmax_forward");
   }
   /// @brief Backward of attention_softmax_forward: dS assigned; the temperature gradient
@@ -411,7 +411,7 @@ class CudaBackend {
     const bool want_tau = mode != TemperatureMode::fixed;
     double* row_acc = want_tau ? static_cast<double*>(ctx_->scratch(std::size_t(rows) * sizeof(double))) : nullptr;
     cuda::kernels::attention_softmax_backward<<<warp_row_blocks(rows), cuda::kernels::block_threads, 0, ctx_->stream()>>>(
-        dS, row_acc, dA, A, S, param, mode, fixed_tau, want_tau, B, h, N);
+        dS, row_acc, dA, A, S, param, mode, fixed_tau, want_tau, B, h, N, N);
     VITIQ_CUDA_LAUNCHED("cuda::kernels::attention_softmax_backward");
     if (!want_tau) return;
     cuda::kernels::temperature_grad_finish<<<1, cuda::kernels::block_threads, 0, ctx_->stream()>>>(dparam, row_acc, param, mode,
@@ -452,6 +452,53 @@ class CudaBackend {
                  3 * I, N * 3 * I, d, B, h);  // dQ = dS K
     gemm_batched(true, false, N, d, N, T(1), dS, N, h * N * N, N * N, qkv, 3 * I, N * 3 * I, d, T(0), d_qkv + I,
                  3 * I, N * 3 * I, d, B, h);  // dK = dS^T Q
+  }
+
+  /// @brief attention_forward for the class token's query only (CpuBackend::attention_cls_forward):
+  /// out [B, I], A and S [B, h, N]. Composed of gemm_batched (one query row per block), the softmax
+  /// kernel on one row per block (mask on the class token's own key) and gemm_batched.
+  void attention_cls_forward(T* out, T* A, T* S, const T* qkv, const T* param, TemperatureMode mode, T fixed_tau,
+                             bool mask_diagonal, Index B, Index h, Index N, Index d) const {
+    const Index I = h * d;
+    if (B * h * N == 0) return;
+    gemm_batched(false, true, 1, N, d, T(1), qkv, 3 * I, N * 3 * I, d, qkv + I, 3 * I, N * 3 * I, d, T(0), S, N,
+                 h * N, N, B, h);  // [B, h, N]
+    cuda::kernels::attention_softmax_forward<<<warp_row_blocks(B * h), cuda::kernels::block_threads, 0, ctx_->stream()>>>(
+        A, S, param, mode, fixed_tau, mask_diagonal, B, h, N, Index(1));
+    VITIQ_CUDA_LAUNCHED("cuda::kernels::attention_softmax_forward");
+    gemm_batched(false, false, 1, d, N, T(1), A, N, h * N, N, qkv + 2 * I, 3 * I, N * 3 * I, d, T(0), out, I, I, d,
+                 B, h);  // [B, I]
+  }
+  /// @brief Backward of attention_cls_forward (CpuBackend::attention_cls_backward): the k and v
+  /// columns of every row of d_qkv [B, N, 3I] and the q columns of each image's row 0 assigned (the
+  /// other q columns unwritten); the temperature gradient accumulated. da and dz [B, h, N] live in
+  /// the attention workspace.
+  void attention_cls_backward(T* d_qkv, T* dparam, const T* d_out, const T* qkv, const T* A, const T* S,
+                              const T* param, TemperatureMode mode, T fixed_tau, Index B, Index h, Index N,
+                              Index d) const {
+    const Index I = h * d, rows = B * h;
+    const std::size_t bhn = std::size_t(B * h * N), stride = (bhn + 63) / 64 * 64;
+    if (bhn == 0) return;
+    T* dA = attention_workspace(2 * stride);
+    T* dS = dA + stride;
+    gemm_batched(false, true, 1, N, d, T(1), d_out, I, I, d, qkv + 2 * I, 3 * I, N * 3 * I, d, T(0), dA, N, h * N, N,
+                 B, h);  // da = dO V^T
+    gemm_batched(true, false, N, d, 1, T(1), A, N, h * N, N, d_out, I, I, d, T(0), d_qkv + 2 * I, 3 * I, N * 3 * I,
+                 d, B, h);  // dV = a^T dO
+    const bool want_tau = mode != TemperatureMode::fixed;
+    double* row_acc = want_tau ? static_cast<double*>(ctx_->scratch(std::size_t(rows) * sizeof(double))) : nullptr;
+    cuda::kernels::attention_softmax_backward<<<warp_row_blocks(rows), cuda::kernels::block_threads, 0, ctx_->stream()>>>(
+        dS, row_acc, dA, A, S, param, mode, fixed_tau, want_tau, B, h, N, Index(1));
+    VITIQ_CUDA_LAUNCHED("cuda::kernels::attention_softmax_backward");
+    if (want_tau) {
+      cuda::kernels::temperature_grad_finish<<<1, cuda::kernels::block_threads, 0, ctx_->stream()>>>(dparam, row_acc, param,
+                                                                                        mode, B, h, Index(1));
+      VITIQ_CUDA_LAUNCHED("cuda::kernels::temperature_grad_finish");
+    }
+    gemm_batched(false, false, 1, d, N, T(1), dS, N, h * N, N, qkv + I, 3 * I, N * 3 * I, d, T(0), d_qkv, 3 * I,
+                 N * 3 * I, d, B, h);  // dq_0 = dS K (tau is in dS)
+    gemm_batched(true, false, N, d, 1, T(1), dS, N, h * N, N, qkv, 3 * I, N * 3 * I, d, T(0), d_qkv + I, 3 * I,
+                 N * 3 * I, d, B, h);  // dK = dS^T q_0
   }
 
   // ---------------------------------------------------------------- losses

@@ -469,17 +469,18 @@ __global__ void pool_backward(T* dx, const T* dout, bool cls, Index B, Index N, 
 /// Warps per block of the attention kernels (one warp per row of N scores).
 inline constexpr int softmax_warps = block_threads / 32;
 
-/// A = softmax(mask(S * tau)) row by row, one warp per row of [B, h, N, N]; the masked diagonal
-/// gets probability exactly 0.
+/// A = softmax(mask(S * tau)) row by row, one warp per row of [B, h, Nq, N]: the first Nq tokens'
+/// queries against all N keys (Nq = N: the full attention; 1: the class token's row). Query i's
+/// masked entry (its own key, column i) gets probability exactly 0.
 template <class T>
 __global__ void attention_softmax_forward(T* A, const T* S, const T* param, TemperatureMode mode, T fixed_tau,
-                                          bool mask_diagonal, Index B, Index h, Index N) {
-  const Index rows = B * h * N;
+                                          bool mask_diagonal, Index B, Index h, Index N, Index Nq) {
+  const Index rows = B * h * Nq;
   const int lane = int(threadIdx.x) & 31;
   const Index warps = Index(gridDim.x) * (blockDim.x / 32);
   // `row` is the same for all 32 lanes of a warp, so the shuffles see full warps.
   for (Index row = Index(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; row < rows; row += warps) {
-    const Index j = (row / N) % h, i = row % N;
+    const Index j = (row / Nq) % h, i = row % Nq;  // query i (token i) against the N keys
     const T tau = head_tau(param, mode, fixed_tau, j);
     const T* s = S + row * N;
     T* a = A + row * N;
@@ -502,18 +503,18 @@ __global__ void attention_softmax_forward(T* A, const T* S, const T* param, Temp
   }
 }
 
-/// Backward of the softmax, one warp per row: dZ = A (dA - sum dA A), dS = tau dZ (assigned),
+/// Backward of the softmax, one warp per row of [B, h, Nq, N]: dZ = A (dA - sum dA A), dS = tau dZ (assigned),
 /// row_acc[row] = sum_c dZ * S in double (the row's share of dtau; unwritten when `want_tau` is
 /// false).
 template <class T>
 __global__ void attention_softmax_backward(T* dS, double* row_acc, const T* dA, const T* A, const T* S,
                                            const T* param, TemperatureMode mode, T fixed_tau, bool want_tau,
-                                           Index B, Index h, Index N) {
-  const Index rows = B * h * N;
+                                           Index B, Index h, Index N, Index Nq) {
+  const Index rows = B * h * Nq;
   const int lane = int(threadIdx.x) & 31;
   const Index warps = Index(gridDim.x) * (blockDim.x / 32);
   for (Index row = Index(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; row < rows; row += warps) {
-    const Index j = (row / N) % h;
+    const Index j = (row / Nq) % h;
     const T tau = head_tau(param, mode, fixed_tau, j);
     const T* a = A + row * N;
     const T* da = dA + row * N;
@@ -533,16 +534,16 @@ __global__ void attention_softmax_backward(T* dS, double* row_acc, const T* dA, 
   }
 }
 
-/// One block: dtau_j = sum of row_acc over the rows of head j; dparam[j] += dtau_j (per_head) or
+/// One block: dtau_j = sum of row_acc [B, h, Nq] over the rows of head j; dparam[j] += dtau_j (per_head) or
 /// dparam[0] += exp(param[0]) * sum_j dtau_j (shared_log).
 template <class T>
 __global__ void temperature_grad_finish(T* dparam, const double* row_acc, const T* param, TemperatureMode mode,
-                                        Index B, Index h, Index N) {
+                                        Index B, Index h, Index Nq) {
   __shared__ double scratch[33];
   double total = 0;
   for (Index j = 0; j < h; ++j) {
     double local = 0;
-    for (Index m = threadIdx.x; m < B * N; m += blockDim.x) local += row_acc[((m / N) * h + j) * N + m % N];
+    for (Index m = threadIdx.x; m < B * Nq; m += blockDim.x) local += row_acc[((m / Nq) * h + j) * Nq + m % Nq];
     const double dtau = block_sum(local, scratch);
     total += dtau;
     if (threadIdx.x == 0 && mode == TemperatureMode::per_head) dparam[j] += T(dtau);

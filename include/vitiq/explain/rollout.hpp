@@ -173,7 +173,11 @@ std::vector<std::vector<Square>> head_matrices(const std::vector<std::vector<T>>
 
 /// @brief Host copies of the attention of image `b` of the model's last forward: [L][h * N * N]
 /// (block l's [h, N, N]), converted to double.
+///
+/// The forward must have kept every block's maps: call model.keep_attention_maps(true) before it
+/// (with class-token pooling the last block otherwise computes the class token's row alone).
 /// @throws std::out_of_range when b is not an image of the last forward (or there was none)
+/// @throws std::logic_error when the last forward did not keep the last block's maps
 template <class Model>
 std::vector<std::vector<double>> image_attention(const Model& model, std::size_t b) {
   constexpr std::size_t L = std::size_t(Model::L), HNN = std::size_t(Model::h * Model::N * Model::N);
@@ -200,7 +204,7 @@ struct AttentionGradients {
 ///
 /// Side effects on the model: the parameter gradients are zeroed afterwards, the training mode is
 /// restored, keep_attention_gradients() is switched off again (the activation cache then holds
-/// this image's forward).
+/// this image's forward, with the model's own keep_attention_maps() setting).
 /// @param model  a vitiq::ViT (any backend)
 /// @param image  [C, S, S] one normalised image
 /// @param target 0-based class; -1: the arg-max class

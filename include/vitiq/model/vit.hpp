@@ -4,7 +4,9 @@
 // The model owns three flat buffers in backend memory: parameters, gradients (same layout, see
 // param_layout.hpp) and activations (sized for the current batch). forward() keeps everything the
 // backward needs, including the post-softmax attention of every block [L, B, h, N, N], which
-// attention rollout reads directly. backward() follows the forward line by line in reverse:
+// attention rollout reads directly (with class-token pooling the last block is computed for the
+// class token alone unless keep_attention_maps(true) asks for its full maps: only that token's row
+// of its output is ever read). backward() follows the forward line by line in reverse:
 // parameter gradients accumulate, activation gradients are assigned, the residual stream's
 // gradient accumulates over the branches.
 #pragma once
@@ -247,6 +249,10 @@ class ViT {
     }
 
     for (Index l = 0; l < L; ++l) {
+      if (l == L - 1 && cls_last_) {
+        last_block_cls_forward();  // writes pooled [B, D]
+        break;
+      }
       const BlockOffsets& bo = o.blocks[l];
       BlockActs& ba = a_.block[l];
       // ---- attention branch: mid = resid + drop(LSA(LN1(resid)))
@@ -289,7 +295,7 @@ class ViT {
     }
 
     // Pool, head LayerNorm, Linear D -> K.
-    be.pool_forward(a_.pooled, a_.resid[L], C.pool, B, N, D);                     // [B, D]
+    if (!cls_last_) be.pool_forward(a_.pooled, a_.resid[L], C.pool, B, N, D);     // [B, D]
     be.layernorm_forward(a_.head_ln, a_.head_mean, a_.head_rstd, a_.pooled, w + o.head_norm_w,
                          w + o.head_norm_b, B, D);                                // [B, D]
     linear_forward(a_.logits, nullptr, a_.head_ln, D, w + o.head_w, w + o.head_b, B, K);  // [B, K]
@@ -339,9 +345,10 @@ class ViT {
     be.gemm(false, false, B, D, K, T(1), dlogits, K, w + o.head_w, D, T(0), a_.d_head_ln, D);  // [B, D]
     be.layernorm_backward(a_.d_pooled, g + o.head_norm_w, g + o.head_norm_b, a_.d_head_ln, a_.pooled,
                           a_.head_mean, a_.head_rstd, w + o.head_norm_w, B, D);  // [B, D]
-    be.pool_backward(a_.d_resid, a_.d_pooled, C.pool, B, N, D);                 // [B, N, D]
+    if (cls_last_) last_block_cls_backward();  // d_resid: dL/d resid[L-1]
+    else be.pool_backward(a_.d_resid, a_.d_pooled, C.pool, B, N, D);            // [B, N, D]
 
-    for (Index l = L - 1; l >= 0; --l) {
+    for (Index l = cls_last_ ? L - 2 : L - 1; l >= 0; --l) {
       const BlockOffsets& bo = o.blocks[l];
       BlockActs& ba = a_.block[l];
       // ---- MLP branch. d_resid holds dL/d resid[l+1] = dL/d mid (identity path) + branch path.
@@ -437,13 +444,24 @@ class ViT {
   std::vector<T> head_features_to_host() const { return to_host_vector(head_features(), std::size_t(batch_ * D)); }
   /// @brief Post-softmax attention of block `layer` from the last forward, [B, h, N, N], in
   /// backend memory (before attention dropout).
+  ///
+  /// The last block's maps exist only when the forward kept them: with class-token pooling the
+  /// last block computes the class token's row alone unless keep_attention_maps(true) was set
+  /// (see class_token_last_block()).
   /// @param layer block index in [0, L)
   /// @return backend memory, valid until the next forward
   /// @throws std::out_of_range when layer is outside [0, L) or before the first forward
-  const T* attention(Index layer) const { return a_.block.at(std::size_t(layer)).attn; }
+  /// @throws std::logic_error for the last block when the last forward did not keep its maps
+  const T* attention(Index layer) const {
+    const BlockActs& ba = a_.block.at(std::size_t(layer));
+    if (cls_last_ && layer == L - 1)
+      throw std::logic_error("vitiq::ViT::attention: the last block's attention maps were not kept (class-token-only "
+                             "last block); call keep_attention_maps(true) before the forward");
+    return ba.attn;
+  }
   /// @brief Host copy of attention(layer), [B, h, N, N].
   /// @param layer block index in [0, L)
-  /// @throws std::out_of_range as attention()
+  /// @throws std::out_of_range, std::logic_error as attention()
   std::vector<T> attention_to_host(Index layer) const {
     return to_host_vector(attention(layer), std::size_t(batch_ * h * N * N));
   }
@@ -458,6 +476,27 @@ class ViT {
   /// Invalidates the cached forward: run a new forward before the next backward.
   /// @param on true to keep them from the next forward/backward pair on
   void keep_attention_gradients(bool on) { keep_attn_grad_ = on; batch_ = 0; }
+  /// @brief Keep (or stop keeping) every block's full attention maps for attention().
+  ///
+  /// Off by default: with class-token pooling the last block then works on the class token's row
+  /// alone (class_token_last_block()). Switch it on before a forward whose maps are read (attention
+  /// rollout, figures). Invalidates the cached forward: run a new forward before the next backward.
+  /// @param on true to keep the full maps from the next forward on
+  void keep_attention_maps(bool on) { keep_attn_maps_ = on; batch_ = 0; }
+  /// @brief True when keep_attention_maps(true) is set.
+  bool attention_maps_kept() const { return keep_attn_maps_; }
+  /// @brief Whether the next forward computes the last block for the class token alone.
+  ///
+  /// With Pool::cls only the class token's row of the last block's output is read, so that block
+  /// needs the keys and values of every token but the query, attention row, projection and MLP of
+  /// the class token only (about a third of a block's work). Used unless the full last block is
+  /// needed: kept attention maps or attention gradients, or training with dropout, attention
+  /// dropout or stochastic depth (their masks are drawn for every token). Both paths give the same
+  /// logits and gradients up to rounding (tests/test_model.cpp).
+  bool class_token_last_block() const {
+    return C.pool == Pool::cls && !keep_attn_maps_ && !keep_attn_grad_ && !branch_regularized() &&
+           !(training_ && reg_.attn_dropout > 0);
+  }
 
  private:
   struct BlockActs {
@@ -540,6 +579,68 @@ class ViT {
     be.spt_backward(dimages, d_patches, B, Ch, S, S, P, C.spt);
   }
 
+  /// The last block for the class token alone (class_token_last_block()), writing pooled [B, D]:
+  /// LN1 and the keys and values of every token, the query of the class token (row 0 of each
+  /// image, row stride N*D in ln1), its attention row, then projection, LN2 and MLP on B rows.
+  /// No regularisation reaches here (class_token_last_block() excludes it).
+  void last_block_cls_forward() {
+    Backend& be = backend_;
+    const T* w = params_.data();
+    const BlockOffsets& bo = offsets.blocks[L - 1];
+    BlockActs& ba = a_.block[std::size_t(L - 1)];
+    const Index B = batch_, BN = B * N;
+    const T* resid = a_.resid[std::size_t(L - 1)];
+    be.layernorm_forward(ba.ln1, ba.ln1_mean, ba.ln1_rstd, resid, w + bo.attn_norm_w, w + bo.attn_norm_b, BN,
+                         D);                                                      // [B*N, D]
+    be.gemm(false, true, BN, 2 * I, D, T(1), ba.ln1, D, w + bo.qkv_w + I * D, D, T(0), ba.qkv + I,
+            3 * I);                                                               // k, v [B*N, 2I]
+    be.gemm(false, true, B, I, D, T(1), ba.ln1, N * D, w + bo.qkv_w, D, T(0), ba.qkv, N * 3 * I);  // q_0 [B, I]
+    be.attention_cls_forward(ba.attn_out, ba.attn, ba.scores, ba.qkv, w + bo.temperature, temperature_mode(),
+                             fixed_tau(), C.lsa, B, h, N, d);                     // [B, I]
+    be.pool_forward(ba.mid, resid, Pool::cls, B, N, D);                           // class rows [B, D]
+    linear_forward(ba.mid, ba.mid, ba.attn_out, I, w + bo.out_w, w + bo.out_b, B, D);  // mid [B, D]
+    be.layernorm_forward(ba.ln2, ba.ln2_mean, ba.ln2_rstd, ba.mid, w + bo.mlp_norm_w, w + bo.mlp_norm_b, B, D);
+    linear_forward(ba.hidden_pre, nullptr, ba.ln2, D, w + bo.fc1_w, w + bo.fc1_b, B, M);  // [B, M]
+    be.gelu_forward(ba.hidden, ba.hidden_pre, B * M);
+    linear_forward(a_.pooled, ba.mid, ba.hidden, M, w + bo.fc2_w, w + bo.fc2_b, B, D);  // [B, D]
+  }
+
+  /// Backward of last_block_cls_forward, from d_pooled [B, D] (used as scratch: it becomes
+  /// dL/d mid) to d_resid = dL/d resid[L-1] [B*N, D] (assigned).
+  void last_block_cls_backward() {
+    Backend& be = backend_;
+    const T* w = params_.data();
+    T* g = grads_.data();
+    const BlockOffsets& bo = offsets.blocks[L - 1];
+    const BlockActs& ba = a_.block[std::size_t(L - 1)];
+    const Index B = batch_, BN = B * N;
+    T* d_mid = a_.d_pooled;  // [B, D]: dL/d (class rows of resid[L]), then dL/d mid
+    // ---- MLP branch on the class rows.
+    be.gemm(true, false, D, M, B, T(1), d_mid, D, ba.hidden, M, T(1), g + bo.fc2_w, M);
+    be.bias_backward(g + bo.fc2_b, d_mid, B, D);
+    be.gemm(false, false, B, M, D, T(1), d_mid, D, w + bo.fc2_w, M, T(0), a_.d_hidden, M);  // [B, M]
+    be.gelu_backward(a_.d_hidden, a_.d_hidden, ba.hidden_pre, B * M);
+    be.gemm(true, false, M, D, B, T(1), a_.d_hidden, M, ba.ln2, D, T(1), g + bo.fc1_w, D);
+    be.bias_backward(g + bo.fc1_b, a_.d_hidden, B, M);
+    be.gemm(false, false, B, D, M, T(1), a_.d_hidden, M, w + bo.fc1_w, D, T(0), a_.d_ln, D);  // [B, D]
+    be.layernorm_backward(d_mid, g + bo.mlp_norm_w, g + bo.mlp_norm_b, a_.d_ln, ba.mid, ba.ln2_mean, ba.ln2_rstd,
+                          w + bo.mlp_norm_w, B, D, true);                         // d_mid += : now dL/d mid
+    // ---- attention branch: projection, the class token's attention row, q_0 and every k, v.
+    be.gemm(true, false, D, I, B, T(1), d_mid, D, ba.attn_out, I, T(1), g + bo.out_w, I);
+    be.bias_backward(g + bo.out_b, d_mid, B, D);
+    be.gemm(false, false, B, I, D, T(1), d_mid, D, w + bo.out_w, I, T(0), a_.d_attn_out, I);  // [B, I]
+    be.attention_cls_backward(a_.d_qkv, g + bo.temperature, a_.d_attn_out, ba.qkv, ba.attn, ba.scores,
+                              w + bo.temperature, temperature_mode(), fixed_tau(), B, h, N, d);  // q_0, k, v
+    be.gemm(true, false, I, D, B, T(1), a_.d_qkv, N * 3 * I, ba.ln1, N * D, T(1), g + bo.qkv_w, D);  // dWq
+    be.gemm(true, false, 2 * I, D, BN, T(1), a_.d_qkv + I, 3 * I, ba.ln1, D, T(1), g + bo.qkv_w + I * D, D);  // dWk, dWv
+    be.gemm(false, false, BN, D, 2 * I, T(1), a_.d_qkv + I, 3 * I, w + bo.qkv_w + I * D, D, T(0), a_.d_ln,
+            D);                                                                   // [B*N, D]
+    be.gemm(false, false, B, D, I, T(1), a_.d_qkv, N * 3 * I, w + bo.qkv_w, D, T(1), a_.d_ln, N * D);  // class rows
+    be.pool_backward(a_.d_resid, d_mid, Pool::cls, B, N, D);                      // identity path [B, N, D]
+    be.layernorm_backward(a_.d_resid, g + bo.attn_norm_w, g + bo.attn_norm_b, a_.d_ln, a_.resid[std::size_t(L - 1)],
+                          ba.ln1_mean, ba.ln1_rstd, w + bo.attn_norm_w, BN, D, true);  // now dL/d resid[L-1]
+  }
+
   /// Whether dropout or stochastic depth masks the branches in this pass (training with either).
   bool branch_regularized() const { return training_ && (reg_.dropout > 0 || reg_.stochastic_depth > 0); }
 
@@ -593,8 +694,9 @@ class ViT {
   void prepare(Index B) {
     const bool drop = training_ && reg_.dropout > 0, attn_drop = training_ && reg_.attn_dropout > 0,
                emb_drop = training_ && reg_.emb_dropout > 0, sd = training_ && reg_.stochastic_depth > 0;
+    const bool cls_last = class_token_last_block();
     const std::uint32_t shape_key = (drop ? 1u : 0u) | (attn_drop ? 2u : 0u) | (emb_drop ? 4u : 0u) |
-                                    (sd ? 8u : 0u) | (keep_attn_grad_ ? 16u : 0u);
+                                    (sd ? 8u : 0u) | (keep_attn_grad_ ? 16u : 0u) | (cls_last ? 32u : 0u);
     if (B == batch_ && shape_key == shape_key_) return;
     const std::size_t BN = std::size_t(B * N), BHNN = std::size_t(B * h * N * N), Bn = std::size_t(B * n);
     std::size_t total = 0;
@@ -617,26 +719,30 @@ class ViT {
       a_.tokens = take(Bn * D);
       a_.emb_mask = take(emb_drop ? BN * D : 0);
       a_.resid.assign(std::size_t(L + 1), nullptr);
-      for (auto& r : a_.resid) r = take(BN * D);
+      for (Index l = 0; l <= L; ++l) a_.resid[std::size_t(l)] = take(l == L && cls_last ? 0 : BN * D);
       a_.block.assign(std::size_t(L), BlockActs{});
-      for (auto& ba : a_.block) {
+      for (Index l = 0; l < L; ++l) {
+        BlockActs& ba = a_.block[std::size_t(l)];
+        // The class-token-only last block keeps one row per image after its attention.
+        const bool cls_rows = cls_last && l == L - 1;
+        const std::size_t rows = cls_rows ? std::size_t(B) : BN, maps = cls_rows ? std::size_t(B * h * N) : BHNN;
         ba.ln1 = take(BN * D);
         ba.ln1_mean = take(BN);
         ba.ln1_rstd = take(BN);
         ba.qkv = take(BN * 3 * I);
-        ba.scores = take(BHNN);
-        ba.attn = take(BHNN);
+        ba.scores = take(maps);
+        ba.attn = take(maps);
         ba.attn_mask = take(attn_drop ? BHNN : 0);
         ba.attn_dropped = take(attn_drop ? BHNN : 0);
-        ba.attn_out = take(BN * I);
+        ba.attn_out = take(rows * I);
         ba.proj_mask = take(drop ? BN * D : 0);
         ba.sd_attn = take(sd ? std::size_t(B) : 0);
-        ba.mid = take(BN * D);
-        ba.ln2 = take(BN * D);
-        ba.ln2_mean = take(BN);
-        ba.ln2_rstd = take(BN);
-        ba.hidden_pre = take(BN * M);
-        ba.hidden = take(BN * M);
+        ba.mid = take(rows * D);
+        ba.ln2 = take(rows * D);
+        ba.ln2_mean = take(rows);
+        ba.ln2_rstd = take(rows);
+        ba.hidden_pre = take(rows * M);
+        ba.hidden = take(rows * M);
         ba.hidden_mask = take(drop ? BN * M : 0);
         ba.hidden_dropped = take(drop ? BN * M : 0);
         ba.fc2_mask = take(drop ? BN * D : 0);
@@ -671,6 +777,7 @@ class ViT {
     }
     batch_ = B;
     shape_key_ = shape_key;
+    cls_last_ = cls_last;
   }
 
   Backend backend_;
@@ -682,6 +789,8 @@ class ViT {
   std::uint32_t shape_key_ = 0;
   bool training_ = false;
   bool keep_attn_grad_ = false;
+  bool keep_attn_maps_ = false;
+  bool cls_last_ = false;  // the prepared forward computes the last block for the class token alone
   Regularization reg_{};
   std::uint64_t dropout_seed_ = 0;
   std::uint64_t forward_count_ = 0;

@@ -49,6 +49,12 @@ TEST_CASE("presets have the specification's shapes", "[config]") {
   CHECK(vitiq::training_flops(cifar) * 1e-9 == Approx(1.14).margin(0.01));
   CHECK(vitiq::training_flops(aio) * 1e-9 == Approx(0.28).margin(0.01));
   CHECK(vitiq::training_flops(iqa) * 1e-9 == Approx(1.68).margin(0.01));
+  // The class-token-only last block of aio, by hand: of the last block's 19.2 MFLOP (qkv 6.39,
+  // scores and A v 2.16, projection 2.13, MLP 8.52) it keeps k, v (4.26) and 0.23 for the class
+  // token: 14.7 of the 92.5 MFLOP forward saved.
+  CHECK(vitiq::forward_flops(aio) * 1e-6 == Approx(92.5).margin(0.1));
+  CHECK(vitiq::executed_forward_flops(aio, true) / vitiq::forward_flops(aio) == Approx(0.841).margin(0.002));
+  CHECK(vitiq::executed_forward_flops(aio, false) == vitiq::forward_flops(aio));
 }
 
 TEST_CASE("parameter table: PyTorch names, shapes and a gap-free layout", "[layout]") {

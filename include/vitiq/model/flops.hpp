@@ -2,7 +2,9 @@
 //
 // Counts only the GEMMs (2 FLOPs per multiply-add): patch embedding, q/k/v, scores, attention
 // times values, output projection, the two MLP layers and the head. A training step is counted as
-// three forwards (forward, and two GEMMs per forward GEMM in the backward).
+// three forwards (forward, and two GEMMs per forward GEMM in the backward). forward_flops() is the
+// model's nominal count (the benchmark's FLOP rate and share of the GEMM peak use it);
+// executed_forward_flops() is what ViT runs when its last block works on the class token alone.
 #pragma once
 
 #include "vitiq/config.hpp"
@@ -24,6 +26,24 @@ constexpr double forward_flops(const Config& c) {
                        + 2 * N * D * M      // MLP up
                        + 2 * N * M * D;     // MLP down
   return 2 * n * PD * D + c.depth * block + 2 * D * K;
+}
+
+/// @brief Matmul FLOPs of one image's forward as ViT executes it when class_token_last_block()
+/// holds: the last block computes k and v for all N tokens, but q, the attention row, the
+/// projection and the MLP for the class token only. Equals forward_flops() for other models.
+/// @param c                the model configuration
+/// @param class_token_last whether the last block is the class-token-only one
+/// @return FLOPs per image
+constexpr double executed_forward_flops(const Config& c, bool class_token_last) {
+  if (!class_token_last) return forward_flops(c);
+  const double N = c.num_tokens(), D = c.dim, I = c.inner_dim(), M = c.mlp_dim, h = c.heads, d = c.dim_head;
+  const double full = 2 * N * D * 3 * I + 4 * h * N * N * d + 2 * N * I * D + 4 * N * D * M;
+  const double cls = 2 * N * D * 2 * I  // k, v for every token
+                     + 2 * D * I         // q of the class token
+                     + 4 * h * N * d     // its scores and A v
+                     + 2 * I * D         // output projection
+                     + 4 * D * M;        // MLP
+  return forward_flops(c) - full + cls;
 }
 
 /// @brief Matmul FLOPs of one image's training step (forward + backward = 3 x forward).

@@ -156,15 +156,12 @@ int run_time(const Args& a) {
   const auto images = random_images<C>(B, 11);
   std::vector<double> runs;
   double flops = 0, cpu = 0;
-  // Nominal (forward_flops) and executed matmul FLOPs per image's forward: the model runs its last
-  // block for the class token alone where it can (same class_token_last_block() in both modes here).
-  const auto executed_share = [&] {
-    return vitiq::executed_forward_flops(C, model.class_token_last_block()) / vitiq::forward_flops(C);
-  };
+  // Executed matmul FLOPs as a share of the nominal count (forward_flops, training_flops): the
+  // class-token-only last block, and in training the folded patch LayerNorm's backward.
   double executed = 1;
   if (a.work == "infer") {
     model.set_training(false);
-    executed = executed_share();
+    executed = vitiq::executed_forward_flops(C, model.class_token_last_block()) / vitiq::forward_flops(C);
     runs = time_runs([&] { model.forward_device(images.data(), B); }, a.min_time, cpu);
     flops = vitiq::forward_flops(C) * double(B);
   } else if (a.work == "train") {
@@ -175,7 +172,8 @@ int run_time(const Args& a) {
     vitiq::Adam<vitiq::CpuBackend<float>> opt(model.backend(), vitiq::param_table<C>(), model.num_params,
                                               {.lr = 1e-4, .weight_decay = 0.05});
     model.set_training(true);
-    executed = executed_share();
+    executed = vitiq::executed_training_flops(C, model.class_token_last_block(), model.patch_norm_folded_at(B)) /
+               vitiq::training_flops(C);
     runs = time_runs([&] {
       const float* logits = model.forward_device(images.data(), B);
       loss.forward_backward(model.backend(), logits, targets.data(), B, C.num_classes);

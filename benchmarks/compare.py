@@ -22,7 +22,8 @@ process (so that ru_maxrss is that run's peak resident memory):
 Throughput is images/s from the median step time; GFLOP/s counts matmul FLOPs only (2 per
 multiply-add, training = 3 x forward; vitiq/model/flops.hpp), the model's nominal count as the
 issue defines it: a class-token-pooled vitiq model runs its last block for the class token alone,
-so it executes fewer (executed_forward_flops; the note under the table gives the share and the
+and a training step's backward needs no patch gradient where the patch LayerNorm is folded, so it
+executes fewer (executed_training_flops; the note under the table gives the share and the
 executed share of the peak).
 """
 import argparse
@@ -240,7 +241,7 @@ def markdown(rows, gemm, parity, best, best_engine, load_start, load_end, elapse
                    f"{share:.0f} % | {share_beside:.0f} % ({r['local_peak']:.0f}) | {v['seconds'] * 1e3:.1f} | "
                    f"{q['seconds'] * 1e3:.1f} | "
                    f"{v['peak_rss_kib'] / 1024:.0f} | {q['peak_rss_kib'] / 1024:.0f} |")
-    executed = {}  # preset -> [(threads, executed share of the nominal FLOPs, nominal % of the GEMM peak)]
+    executed = {}  # preset -> [(threads, executed share of the nominal training FLOPs, nominal % of the GEMM peak)]
     for r in rows:
         if r["work"] == "train":
             executed.setdefault(r["preset"], []).append(
@@ -252,8 +253,9 @@ def markdown(rows, gemm, parity, best, best_engine, load_start, load_end, elapse
             shares = ", ".join(f"{t} thread(s) {fraction * peak_share:.0f} %" for t, fraction, peak_share in runs)
             parts.append(f"{preset} {runs[0][1] * 100:.0f} % ({shares})")
         out.append("")
-        out.append("Executed matmul FLOPs (vitiq's class-token-only last block) as a share of the nominal count, "
-                   "and the training rows' share of the GEMM peak counted with them: " + "; ".join(parts) + ".")
+        out.append("Training: vitiq's executed matmul FLOPs (class-token-only last block, folded patch LayerNorm) "
+                   "as a share of the nominal count, and the rows' share of the GEMM peak counted with them: " +
+                   "; ".join(parts) + ".")
     return "\n".join(out) + "\n"
 
 

@@ -55,6 +55,10 @@ TEST_CASE("presets have the specification's shapes", "[config]") {
   CHECK(vitiq::forward_flops(aio) * 1e-6 == Approx(92.5).margin(0.1));
   CHECK(vitiq::executed_forward_flops(aio, true) / vitiq::forward_flops(aio) == Approx(0.841).margin(0.002));
   CHECK(vitiq::executed_forward_flops(aio, false) == vitiq::forward_flops(aio));
+  // Training: 3 x that, less the folded patch LayerNorm's skipped input gradient, 64 x 960 x 128
+  // (15.7 of the 277.5 MFLOP nominal step).
+  CHECK(vitiq::executed_training_flops(aio, true, true) / vitiq::training_flops(aio) == Approx(0.784).margin(0.002));
+  CHECK(vitiq::executed_training_flops(aio, false, false) == vitiq::training_flops(aio));
 }
 
 TEST_CASE("parameter table: PyTorch names, shapes and a gap-free layout", "[layout]") {

@@ -4,7 +4,8 @@
 // times values, output projection, the two MLP layers and the head. A training step is counted as
 // three forwards (forward, and two GEMMs per forward GEMM in the backward). forward_flops() is the
 // model's nominal count (the benchmark's FLOP rate and share of the GEMM peak use it);
-// executed_forward_flops() is what ViT runs when its last block works on the class token alone.
+// executed_forward_flops() / executed_training_flops() are what ViT runs (the class-token-only
+// last block; the folded patch LayerNorm's backward).
 #pragma once
 
 #include "vitiq/config.hpp"
@@ -50,5 +51,18 @@ constexpr double executed_forward_flops(const Config& c, bool class_token_last) 
 /// @param c the model configuration
 /// @return FLOPs per image
 constexpr double training_flops(const Config& c) { return 3 * forward_flops(c); }
+
+/// @brief Matmul FLOPs of one image's training step as ViT executes it: 3 x
+/// executed_forward_flops(), less the patch embedding's input-gradient GEMM (n x PD x D) when the
+/// patch LayerNorm is folded into the patch Linear (ViT::patch_norm_folded_at(B)), whose backward
+/// needs no gradient w.r.t. the patches.
+/// @param c                 the model configuration
+/// @param class_token_last  whether the last block is the class-token-only one
+/// @param patch_norm_folded whether the batch folds the patch LayerNorm
+/// @return FLOPs per image
+constexpr double executed_training_flops(const Config& c, bool class_token_last, bool patch_norm_folded) {
+  const double patch_input_grad = 2.0 * c.num_patches() * c.patch_dim() * c.dim;
+  return 3 * executed_forward_flops(c, class_token_last) - (patch_norm_folded ? patch_input_grad : 0.0);
+}
 
 }  // namespace vitiq

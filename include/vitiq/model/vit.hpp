@@ -485,6 +485,12 @@ class ViT {
   void keep_attention_maps(bool on) { keep_attn_maps_ = on; batch_ = 0; }
   /// @brief True when keep_attention_maps(true) is set.
   bool attention_maps_kept() const { return keep_attn_maps_; }
+  /// @brief Whether a forward of B images folds the patch LayerNorm into the patch Linear: where
+  /// the patches outnumber the embedding's outputs, B*n >= D (scaling the [D, PD] weight then costs
+  /// less than the LayerNorm's affine part on the [B*n, PD] patches, and the backward needs no
+  /// [B*n, PD] patch gradient). The same logits and gradients either way, up to rounding.
+  /// @param B batch size
+  static constexpr bool patch_norm_folded_at(Index B) { return B * n >= D; }
   /// @brief Whether the next forward computes the last block for the class token alone.
   ///
   /// With Pool::cls only the class token's row of the last block's output is read, so that block
@@ -545,8 +551,6 @@ class ViT {
   /// batch: where the patches outnumber the embedding's outputs, B*n >= D, so that scaling the
   /// [D, PD] weight costs less than the LayerNorm's affine part on the [B*n, PD] patches.
   bool patch_norm_folded() const { return patch_norm_folded_at(batch_); }
-  /// patch_norm_folded() for a batch of B images (prepare() sizes the buffers with it).
-  static constexpr bool patch_norm_folded_at(Index B) { return B * n >= D; }
 
   /// The patch embedding's backward when forward_device folded the LayerNorm: tokens = xhat W'^T +
   /// b' with W' = W diag(w_ln), b' = b + W b_ln. With s = the column sums of d_tokens and

@@ -6,7 +6,8 @@
 //       DIR/P.parity.safetensors (images [B, C, H, W] and vitiq's float logits [B, K]) so that
 //       the PyTorch side can check that both compute the same logits on the same weights.
 //   vitiq-bench-compare time --preset P --work train|infer --batch B [--min-time S] [--threads T]
-//       median seconds per forward (infer) or per training step (forward + soft-label
+//       median seconds per forward (infer; with ViT::set_weight_packing, which small batches use)
+//       or per training step (forward + soft-label
 //       cross-entropy + backward + AdamW), images/s, matmul GFLOP/s (vitiq/model/flops.hpp) and
 //       the process's peak resident memory (getrusage ru_maxrss).
 //   vitiq-bench-compare gemm [--size 2048] [--min-time S] [--threads T]
@@ -136,6 +137,7 @@ int run_export(const Args& a) {
   namespace fs = std::filesystem;
   fs::create_directories(a.out);
   vitiq::ViT<C> model({}, /*seed=*/0);
+  model.set_weight_packing(true);  // the parity logits come from the path `time --work infer` times
   vitiq::save_weights(model, fs::path(a.out) / (a.preset + ".weights.safetensors"));
   const auto images = random_images<C>(a.batch, 11);
   const auto logits = model.forward(images, a.batch);
@@ -161,6 +163,7 @@ int run_time(const Args& a) {
   double executed = 1;
   if (a.work == "infer") {
     model.set_training(false);
+    model.set_weight_packing(true);  // small batches run on weights packed once (ViT::set_weight_packing)
     executed = vitiq::executed_forward_flops(C, model.class_token_last_block()) / vitiq::forward_flops(C);
     runs = time_runs([&] { model.forward_device(images.data(), B); }, a.min_time, cpu);
     flops = vitiq::forward_flops(C) * double(B);

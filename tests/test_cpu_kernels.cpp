@@ -88,6 +88,48 @@ TEMPLATE_TEST_CASE("tiled GEMM matches the plain product in every transpose mode
   }
 }
 
+TEMPLATE_TEST_CASE("linear_packed on pack_linear_weight's layout equals the plain product", "[cpu_kernels][gemm]",
+                   float, double) {
+  using T = TestType;
+  vitiq::CpuBackend<T> be;
+  constexpr Index NR = vitiq::CpuBackend<T>::packed_panel();  // 0 for double: copy + gemm
+  // Rows around the 6-row micro-kernel (every remainder 1-5), panel counts 1-16, K below, at and
+  // above the 384-element K block, n not a multiple of the panel (copy layout, gemm), strided X, C.
+  const Index shapes[][3] = {{1, 16, 17},  {5, 32, 384}, {6, 48, 385}, {7, 16, 1},   {11, 64, 800},
+                             {65, 256, 96}, {64, 96, 240}, {130, 32, 40}, {13, 20, 33}, {9, 8, 5}};
+  for (int threads : {1, 2}) {
+    Threads th(threads);
+    for (const auto& s : shapes) {
+      const Index M = s[0], n = s[1], k = s[2], ldx = k + 3, ldc = n + 5;
+      const auto X = random_vec<T>(std::size_t(M * ldx), 4);
+      const auto Wt = random_vec<T>(std::size_t(n * k), 5);
+      std::vector<T> Wp(Wt.size(), T(-7));
+      be.pack_linear_weight(Wp.data(), Wt.data(), n, k);
+      if (NR > 0 && n % NR == 0) {  // panel p, input feature c, output r: W[p*NR + r, c]
+        const Index p = n / NR - 1, r = NR - 1, c = k - 1;
+        CHECK(Wp[std::size_t(p * NR * k + c * NR + r)] == Wt[std::size_t((p * NR + r) * k + c)]);
+      } else {
+        CHECK(Wp == Wt);
+      }
+      for (const bool accumulate : {false, true}) {
+        auto C = random_vec<T>(std::size_t(M * ldc), 6), C_ref = C;
+        if (!accumulate)  // not read: NaN must not leak into the result
+          for (Index i = 0; i < M; ++i) C[std::size_t(i * ldc)] = std::numeric_limits<T>::quiet_NaN();
+        be.linear_packed(C.data(), ldc, X.data(), ldx, Wp.data(), M, n, k, accumulate);
+        vitiq::reference::gemm(false, true, M, n, k, T(1), X.data(), ldx, Wt.data(), k, accumulate ? T(1) : T(0),
+                               C_ref.data(), ldc);
+        INFO("threads " << threads << " M " << M << " n " << n << " k " << k << " accumulate " << accumulate);
+        CHECK(max_rel_diff(C, C_ref) < 10 * tol<T>());
+        int padding_changed = 0;  // the columns past n of each row are left alone
+        const auto C0 = random_vec<T>(std::size_t(M * ldc), 6);
+        for (Index i = 0; i < M; ++i)
+          for (Index j = n; j < ldc; ++j) padding_changed += C[std::size_t(i * ldc + j)] != C0[std::size_t(i * ldc + j)];
+        CHECK(padding_changed == 0);
+      }
+    }
+  }
+}
+
 TEMPLATE_TEST_CASE("GEMM with beta = 0 overwrites C, NaN and infinity included, with the bits of C = 0, beta = 1",
                    "[cpu_kernels][gemm]", float, double) {
   // The BLAS engine zeroes C itself and asks the BLAS for beta = 1 (OpenBLAS's own beta = 0 pass

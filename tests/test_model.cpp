@@ -9,6 +9,7 @@
 #include <span>
 #include <cstdio>
 #include <set>
+#include <type_traits>
 #include <vector>
 
 #include "vitiq/vitiq.hpp"
@@ -293,4 +294,60 @@ TEST_CASE("target construction: Gaussian soft labels, smoothing, hard", "[loss]"
   vitiq::make_target(t, 5.0, 5, {.form = vitiq::LabelForm::hard});
   CHECK(t[4] == 1.0f);
   CHECK_THROWS_AS(vitiq::make_target(t, 6.0, 5), std::invalid_argument);
+}
+
+namespace {
+template <class T>
+double max_rel(std::span<const T> a, std::span<const T> b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    num = std::max(num, std::abs(double(a[i]) - double(b[i])));
+    den = std::max(den, std::abs(double(b[i])));
+  }
+  return num / (den + 1e-300);
+}
+}  // namespace
+
+TEMPLATE_TEST_CASE("weight packing: evaluation forwards on packed weights give the plain logits and follow "
+                   "parameter changes", "[model]", float, double) {
+  using T = TestType;
+  constexpr auto C = vitiq::presets::aio;  // every Linear width but the head's a multiple of the panel
+  using Model = vitiq::ViT<C, vitiq::CpuBackend<T>>;
+  const double tol = std::is_same_v<T, float> ? 2e-5 : 1e-12;
+  Model plain({}, 7), packed({}, 7);
+  packed.set_weight_packing(true);
+  REQUIRE(packed.weight_packing());
+  const std::size_t per_image = 3 * 64 * 64;
+  const auto images = random_vec<T>(9 * per_image, 8);
+  auto compare = [&](long B) {
+    const std::span<const T> in(images.data(), std::size_t(B) * per_image);
+    const auto plain_logits = plain.forward(in, B);
+    const std::vector<T> want(plain_logits.begin(), plain_logits.end());
+    const auto got = packed.forward(in, B);
+    INFO("batch " << B);
+    CHECK(max_rel<T>(got, want) < tol);
+  };
+  compare(1);  // 65 rows: packed
+  compare(2);
+  compare(9);  // 585 rows > packed_rows_max: plain GEMMs
+  // The packed copy follows every way the parameters change.
+  auto host = plain.parameters_to_host();
+  for (auto& x : host) x = T(0.9) * x;
+  plain.set_parameters(host);
+  packed.set_parameters(host);
+  compare(1);
+  const std::size_t fc1 = Model::offsets.blocks[1].fc1_w, qkv = Model::offsets.blocks[3].qkv_w;
+  plain.parameters()[fc1] += T(0.5);
+  packed.parameters()[fc1] += T(0.5);  // non-const parameters() marks the copy stale
+  compare(1);
+  T* p = packed.parameters();
+  packed.forward(std::span<const T>(images.data(), per_image), 1);  // packs with the old value
+  p[qkv + 3] += T(0.25);  // a write after the packing ...
+  packed.weights_changed();  // ... announced
+  plain.parameters()[qkv + 3] += T(0.25);
+  compare(1);
+  // Training mode never reads the packed copy.
+  plain.set_training(true);
+  packed.set_training(true);
+  compare(1);
 }

@@ -155,6 +155,15 @@ class CudaBackend {
     if (ctx_->sync_each_op()) ctx_->synchronize();
   }
 
+  /// @brief No packed weight layout on the GPU (CpuBackend::pack_linear_weight): a copy of W [n, k].
+  void pack_linear_weight(T* wp, const T* w, Index n, Index k) const { copy(wp, w, std::size_t(n * k)); }
+  /// @brief C [M, n] = X [M, k] W^T (or += when accumulate) with W from pack_linear_weight (a
+  /// copy): one gemm() (CpuBackend::linear_packed).
+  void linear_packed(T* C, Index ldc, const T* X, Index ldx, const T* wp, Index M, Index n, Index k,
+                     bool accumulate) const {
+    gemm(false, true, M, n, k, T(1), X, ldx, wp, k, accumulate ? T(1) : T(0), C, ldc);
+  }
+
   /// @brief A two-level batch of GEMMs (CpuBackend::gemm_batched): for o < batch_outer,
   /// i < batch_inner, gemm() on A + o*sa_outer + i*sa_inner, B + ..., C + ....
   ///

@@ -151,6 +151,7 @@ class ViT {
       }
     }
     backend_.to_device(params_.data(), host.data(), num_params);
+    ++param_version_;
     zero_grad();
   }
 
@@ -160,7 +161,12 @@ class ViT {
   const Backend& backend() const { return backend_; }
 
   /// @brief The flat parameter buffer [num_params] in backend memory (layout: param_layout.hpp).
-  T* parameters() { return params_.data(); }
+  ///
+  /// Counts as a change of the parameters for set_weight_packing()'s packed copy.
+  T* parameters() {
+    ++param_version_;
+    return params_.data();
+  }
   /// @brief The flat parameter buffer [num_params] in backend memory (read-only).
   const T* parameters() const { return params_.data(); }
   /// @brief The flat gradient buffer [num_params], same layout; backward() accumulates into it.
@@ -178,6 +184,7 @@ class ViT {
   void set_parameters(std::span<const T> host) {
     if (host.size() != num_params) throw std::invalid_argument("vitiq::ViT::set_parameters: wrong length");
     backend_.to_device(params_.data(), host.data(), num_params);
+    ++param_version_;
   }
 
   /// @brief Set every gradient to zero.
@@ -217,6 +224,8 @@ class ViT {
   const T* forward_device(const T* images, Index batch) {
     if (batch < 1) throw std::invalid_argument("vitiq::ViT::forward: batch must be >= 1");
     prepare(batch);
+    use_packed_ = pack_weights_ && !training_ && batch * N <= packed_rows_max;
+    if (use_packed_ && packed_version_ != param_version_) pack_weights();
     const Index B = batch, BN = B * N;
     Backend& be = backend_;
     const T* w = params_.data();
@@ -258,7 +267,7 @@ class ViT {
       // ---- attention branch: mid = resid + drop(LSA(LN1(resid)))
       be.layernorm_forward(ba.ln1, ba.ln1_mean, ba.ln1_rstd, a_.resid[l], w + bo.attn_norm_w,
                            w + bo.attn_norm_b, BN, D);                            // [B*N, D]
-      be.gemm(false, true, BN, 3 * I, D, T(1), ba.ln1, D, w + bo.qkv_w, D, T(0), ba.qkv, 3 * I);  // [B*N, 3I]
+      linear_product(ba.qkv, 3 * I, ba.ln1, D, w + bo.qkv_w, BN, 3 * I, D, false);  // [B*N, 3I]
       if (!(train && reg_.attn_dropout > 0)) {
         // S_bj = Q_bj K_bj^T, A_bj = softmax(mask(S_bj tau)), o[b, :, j*d:(j+1)*d] = A_bj V_bj,
         // block by block (the composition below without the dropout, up to a few ulp).
@@ -485,6 +494,24 @@ class ViT {
   void keep_attention_maps(bool on) { keep_attn_maps_ = on; batch_ = 0; }
   /// @brief True when keep_attention_maps(true) is set.
   bool attention_maps_kept() const { return keep_attn_maps_; }
+
+  /// Token rows (B*N) up to which an evaluation-mode forward uses the packed weights.
+  static constexpr Index packed_rows_max = 512;
+  /// @brief Let evaluation-mode forwards of few rows (B*N <= packed_rows_max, e.g. batch-1
+  /// latency) run their Linear layers on weights packed once (CpuBackend::linear_packed) instead
+  /// of BLAS GEMMs that pack every weight matrix again in every call.
+  ///
+  /// Off by default. The weights are packed again in the first such forward after the parameters
+  /// may have changed: after a call of non-const parameters(), set_parameters() or
+  /// init_parameters(). A write through a pointer obtained from parameters() before that packing
+  /// is not seen: call weights_changed() after writing. Holds a second copy of the parameters. On
+  /// the CUDA backend the packed copy is plain (no speed-up).
+  /// @param on true to use packed weights from the next forward on
+  void set_weight_packing(bool on) { pack_weights_ = on; }
+  /// @brief True when set_weight_packing(true) is set.
+  bool weight_packing() const { return pack_weights_; }
+  /// @brief Tell the model that its parameters changed (for set_weight_packing()'s packed copy).
+  void weights_changed() { ++param_version_; }
   /// @brief Whether a forward of B images folds the patch LayerNorm into the patch Linear: where
   /// the patches outnumber the embedding's outputs, B*n >= D (scaling the [D, PD] weight then costs
   /// less than the LayerNorm's affine part on the [B*n, PD] patches, and the backward needs no
@@ -495,10 +522,11 @@ class ViT {
   ///
   /// With Pool::cls only the class token's row of the last block's output is read, so that block
   /// needs the keys and values of every token but the query, attention row, projection and MLP of
-  /// the class token only (about a third of a block's work). Used unless the full last block is
-  /// needed: kept attention maps or attention gradients, or training with dropout, attention
-  /// dropout or stochastic depth (their masks are drawn for every token). Both paths give the same
-  /// logits and gradients up to rounding (tests/test_model.cpp).
+  /// the class token only (three quarters of that block's matmul FLOPs for the aio preset). Used
+  /// unless the full last block is needed: kept attention maps or attention gradients, or training
+  /// with dropout, attention dropout or stochastic depth (their masks are drawn for every token).
+  /// Both paths give the same logits and gradients up to rounding (tests/test_attention_fused.cpp,
+  /// tests/test_golden.cpp).
   bool class_token_last_block() const {
     return C.pool == Pool::cls && !keep_attn_maps_ && !keep_attn_grad_ && !branch_regularized() &&
            !(training_ && reg_.attn_dropout > 0);
@@ -596,9 +624,8 @@ class ViT {
     const T* resid = a_.resid[std::size_t(L - 1)];
     be.layernorm_forward(ba.ln1, ba.ln1_mean, ba.ln1_rstd, resid, w + bo.attn_norm_w, w + bo.attn_norm_b, BN,
                          D);                                                      // [B*N, D]
-    be.gemm(false, true, BN, 2 * I, D, T(1), ba.ln1, D, w + bo.qkv_w + I * D, D, T(0), ba.qkv + I,
-            3 * I);                                                               // k, v [B*N, 2I]
-    be.gemm(false, true, B, I, D, T(1), ba.ln1, N * D, w + bo.qkv_w, D, T(0), ba.qkv, N * 3 * I);  // q_0 [B, I]
+    linear_product(ba.qkv + I, 3 * I, ba.ln1, D, w + bo.qkv_w + I * D, BN, 2 * I, D, false);  // k, v [B*N, 2I]
+    linear_product(ba.qkv, N * 3 * I, ba.ln1, N * D, w + bo.qkv_w, B, I, D, false);         // q_0 [B, I]
     be.attention_cls_forward(ba.attn_out, ba.attn, ba.scores, ba.qkv, w + bo.temperature, temperature_mode(),
                              fixed_tau(), C.lsa, B, h, N, d);                     // [B, I]
     be.pool_forward(ba.mid, resid, Pool::cls, B, N, D);                           // class rows [B, D]
@@ -654,7 +681,30 @@ class ViT {
   /// and adding the bias after.
   void linear_forward(T* out, const T* resid, const T* in, Index k, const T* W, const T* b, Index rows, Index n) {
     backend_.bias_init(out, resid, b, rows, n);
-    backend_.gemm(false, true, rows, n, k, T(1), in, k, W, k, T(1), out, n);
+    linear_product(out, n, in, k, W, rows, n, k, true);
+  }
+
+  /// out [rows, n] (ldo apart) = in [rows, k] (ldi apart) W^T, or += with `accumulate`: a Linear
+  /// layer's product, through the packed copy of W (CpuBackend::linear_packed) where this forward
+  /// uses packed weights and W is one of the model's parameters, else gemm().
+  void linear_product(T* out, Index ldo, const T* in, Index ldi, const T* W, Index rows, Index n, Index k,
+                      bool accumulate) {
+    const T* base = params_.data();
+    if (use_packed_ && W >= base && W < base + num_params) {
+      backend_.linear_packed(out, ldo, in, ldi, packed_.data() + (W - base), rows, n, k, accumulate);
+      return;
+    }
+    backend_.gemm(false, true, rows, n, k, T(1), in, ldi, W, k, accumulate ? T(1) : T(0), out, ldo);
+  }
+
+  /// Pack every Linear weight into packed_ at its own offset (CpuBackend::pack_linear_weight).
+  void pack_weights() {
+    if (packed_.size() < num_params) packed_ = backend_.allocate(num_params);
+    for (const ParamInfo& p : param_table<C>())
+      if (p.kind == ParamKind::weight)
+        backend_.pack_linear_weight(packed_.data() + p.offset, params_.data() + p.offset, Index(p.shape[0]),
+                                    Index(p.shape[1]));
+    packed_version_ = param_version_;
   }
 
   /// resid_out [B*N, D] = resid_in + sd(drop(in [B*N, k] W^T + b)): a branch's last Linear (W [D, k],
@@ -794,6 +844,11 @@ class ViT {
   bool training_ = false;
   bool keep_attn_grad_ = false;
   bool keep_attn_maps_ = false;
+  bool pack_weights_ = false;       // set_weight_packing()
+  bool use_packed_ = false;         // this forward's Linear layers read packed_
+  Buffer packed_;                   // the Linear weights packed (pack_linear_weight), parameter offsets
+  std::uint64_t param_version_ = 1;   // bumped wherever the parameters may change
+  std::uint64_t packed_version_ = 0;  // param_version_ when packed_ was made
   bool cls_last_ = false;  // the prepared forward computes the last block for the class token alone
   Regularization reg_{};
   std::uint64_t dropout_seed_ = 0;

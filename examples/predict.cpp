@@ -220,6 +220,9 @@ bool run(const Options& o) {
   } catch (const vitiq::Error& e) {
     throw vitiq::Error(naming(o.weights.string(), e.what()));
   }
+  // Small batches (a few images) run their Linear layers on weights packed once: the parameters
+  // do not change from here on (ViT::set_weight_packing).
+  model.set_weight_packing(true);
 
   constexpr std::size_t K = static_cast<std::size_t>(C.num_classes);
   constexpr std::size_t per_image =

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -690,7 +691,8 @@ class ViT {
   void linear_product(T* out, Index ldo, const T* in, Index ldi, const T* W, Index rows, Index n, Index k,
                       bool accumulate) {
     const T* base = params_.data();
-    if (use_packed_ && W >= base && W < base + num_params) {
+    const std::less<const T*> before;  // a total order, also for pointers into other buffers
+    if (use_packed_ && !before(W, base) && before(W, base + num_params)) {
       backend_.linear_packed(out, ldo, in, ldi, packed_.data() + (W - base), rows, n, k, accumulate);
       return;
     }

@@ -507,19 +507,21 @@ struct CpuBackend {
   /// @param n  output features (rows of W)
   /// @param k  input features (columns of W)
   void pack_linear_weight(T* wp, const T* w, Index n, Index k) const {
-    constexpr Index NR = packed_panel();
-    if (NR == 0 || n % NR != 0) {
+    if (!packed_layout(n)) {
       std::copy(w, w + n * k, wp);
       return;
     }
-    parallel_for(n / NR, k * NR, [&](Index p0, Index p1) {
-      for (Index p = p0; p < p1; ++p)
-        for (Index r = 0; r < NR; ++r) {
-          const T* src = w + (p * NR + r) * k;
-          T* dst = wp + p * NR * k + r;
-          for (Index c = 0; c < k; ++c) dst[c * NR] = src[c];
-        }
-    });
+    if constexpr (packed_panel() > 0) {
+      constexpr Index NR = packed_panel();
+      parallel_for(n / NR, k * NR, [&](Index p0, Index p1) {
+        for (Index p = p0; p < p1; ++p)
+          for (Index r = 0; r < NR; ++r) {
+            const T* src = w + (p * NR + r) * k;
+            T* dst = wp + p * NR * k + r;
+            for (Index c = 0; c < k; ++c) dst[c * NR] = src[c];
+          }
+      });
+    }
   }
 
   /// @brief C [M, n] = X [M, k] W^T (or += when `accumulate`), W as pack_linear_weight() left it.
@@ -541,13 +543,13 @@ struct CpuBackend {
   /// @param accumulate add to C (true) or overwrite it (false; C is not read)
   void linear_packed(T* C, Index ldc, const T* X, Index ldx, const T* wp, Index M, Index n, Index k,
                      bool accumulate) const {
-    constexpr Index NR = packed_panel();
     if (M == 0 || n == 0) return;
-    if (NR == 0 || n % NR != 0 || k == 0) {
+    if (!packed_layout(n) || k == 0) {
       gemm(false, true, M, n, k, T(1), X, ldx, wp, k, accumulate ? T(1) : T(0), C, ldc);
       return;
     }
-    if constexpr (NR > 0) {
+    if constexpr (packed_panel() > 0) {
+      constexpr Index NR = packed_panel();
       constexpr Index KC = 384;  // a panel's K block: 384 x 16 floats = 24 KiB, about L1
       parallel_for(n / NR, M * k * NR, [&](Index p0, Index p1) {
         for (Index k0 = 0; k0 < k; k0 += KC) {
@@ -1103,22 +1105,7 @@ struct CpuBackend {
   /// @param d             width of one head
   void attention_forward(T* out, T* A, T* S, const T* qkv, const T* param, TemperatureMode mode, T fixed_tau,
                          bool mask_diagonal, Index B, Index h, Index N, Index d) const {
-    const Index I = h * d, ld = 3 * I;
-    const Index padded = (N + 15) / 16 * 16;  // a softmax row in whole 64-byte lines
-    (void)gemm_engine();  // resolved on the caller's thread (may throw), not in a helper
-    parallel_for(B * h, 2 * N * N * d, [&](Index bj0, Index bj1) {
-      Buffer row(static_cast<std::size_t>(padded));  // 64-byte aligned: the softmax's exp runs on whole vectors
-      for (Index bj = bj0; bj < bj1; ++bj) {
-        const Index b = bj / h, j = bj % h;
-        const T* q = qkv + b * N * ld + j * d;  // [N, d], row stride 3I; k at + I, v at + 2I
-        T* s = S + bj * N * N;                  // [N, N]
-        T* a = A + bj * N * N;                  // [N, N]
-        gemm_serial(false, true, N, N, d, T(1), q, ld, q + I, ld, T(0), s, N);
-        const T tau = head_tau(param, mode, fixed_tau, j);
-        for (Index i = 0; i < N; ++i) softmax_row_padded(a + i * N, s + i * N, row.data(), tau, mask_diagonal, i, N, padded);
-        gemm_serial(false, false, N, d, N, T(1), a, N, q + 2 * I, ld, T(0), out + b * N * I + j * d, I);  // [N, d]
-      }
-    });
+    attention_query_rows_forward(out, A, S, qkv, param, mode, fixed_tau, mask_diagonal, B, h, N, d, N);
   }
 
   /// @brief Backward of attention_forward, fused: for every (b, j) block
@@ -1145,29 +1132,7 @@ struct CpuBackend {
   void attention_backward(T* d_qkv, T* dparam, const T* d_out, const T* qkv, const T* A, const T* S,
                           const T* param, TemperatureMode mode, T fixed_tau, Index B, Index h, Index N,
                           Index d) const {
-    const Index I = h * d, ld = 3 * I;
-    (void)gemm_engine();  // resolved on the caller's thread (may throw), not in a helper
-    std::vector<double> block_dtau(std::size_t(B * h), 0.0);  // per (b, j)
-    const Index ldz = (N + 15) / 16 * 16;  // scratch rows in whole 64-byte lines: vector loops need no scalar head
-    parallel_for(B * h, 4 * N * N * d, [&](Index bj0, Index bj1) {
-      Buffer scratch(static_cast<std::size_t>(N * ldz));  // dA, then dZ, of the current block [N, ldz]
-      T* dz = scratch.data();
-      for (Index bj = bj0; bj < bj1; ++bj) {
-        const Index b = bj / h, j = bj % h;
-        const T* q = qkv + b * N * ld + j * d;  // [N, d], row stride 3I; k at + I, v at + 2I
-        const T* dout = d_out + b * N * I + j * d;  // [N, d], row stride I
-        T* dq = d_qkv + b * N * ld + j * d;     // [N, d], row stride 3I; dk at + I, dv at + 2I
-        const T* a = A + bj * N * N;            // [N, N]
-        gemm_serial(false, true, N, N, d, T(1), dout, I, q + 2 * I, ld, T(0), dz, ldz);  // dA = dO V^T
-        gemm_serial(true, false, N, d, N, T(1), a, N, dout, I, T(0), dq + 2 * I, ld);    // dV = A^T dO
-        block_dtau[std::size_t(bj)] = softmax_jacobian_block(dz, ldz, a, S + bj * N * N, N, N);  // dZ over dA
-        // dS = tau dZ: tau is the GEMMs' alpha.
-        const T tau = head_tau(param, mode, fixed_tau, j);
-        gemm_serial(false, false, N, d, N, tau, dz, ldz, q + I, ld, T(0), dq, ld);       // dQ = dS K
-        gemm_serial(true, false, N, d, N, tau, dz, ldz, q, ld, T(0), dq + I, ld);        // dK = dS^T Q
-      }
-    });
-    accumulate_temperature_grad(dparam, block_dtau, param, mode, B, h);
+    attention_query_rows_backward(d_qkv, dparam, d_out, qkv, A, S, param, mode, fixed_tau, B, h, N, d, N);
   }
 
   /// @brief attention_forward for the class token's query only (row 0 of every image): for every
@@ -1185,21 +1150,7 @@ struct CpuBackend {
   /// @param B,h,N,d       as in attention_forward
   void attention_cls_forward(T* out, T* A, T* S, const T* qkv, const T* param, TemperatureMode mode, T fixed_tau,
                              bool mask_diagonal, Index B, Index h, Index N, Index d) const {
-    const Index I = h * d, ld = 3 * I;
-    const Index padded = (N + 15) / 16 * 16;
-    (void)gemm_engine();  // resolved on the caller's thread (may throw), not in a helper
-    parallel_for(B * h, 2 * N * d, [&](Index bj0, Index bj1) {
-      Buffer row(static_cast<std::size_t>(padded));
-      for (Index bj = bj0; bj < bj1; ++bj) {
-        const Index b = bj / h, j = bj % h;
-        const T* q = qkv + b * N * ld + j * d;  // q_0 [d]; K [N, d] at + I, V [N, d] at + 2I, row stride 3I
-        T* s = S + bj * N;                      // [N]
-        T* a = A + bj * N;                      // [N]
-        gemm_serial(false, true, 1, N, d, T(1), q, ld, q + I, ld, T(0), s, N);
-        softmax_row_padded(a, s, row.data(), head_tau(param, mode, fixed_tau, j), mask_diagonal, 0, N, padded);
-        gemm_serial(false, false, 1, d, N, T(1), a, N, q + 2 * I, ld, T(0), out + b * I + j * d, I);  // [d]
-      }
-    });
+    attention_query_rows_forward(out, A, S, qkv, param, mode, fixed_tau, mask_diagonal, B, h, N, d, 1);
   }
 
   /// @brief Backward of attention_cls_forward: for every (b, j), da = dO V^T [N], dV = a^T dO,
@@ -1220,28 +1171,7 @@ struct CpuBackend {
   void attention_cls_backward(T* d_qkv, T* dparam, const T* d_out, const T* qkv, const T* A, const T* S,
                               const T* param, TemperatureMode mode, T fixed_tau, Index B, Index h, Index N,
                               Index d) const {
-    const Index I = h * d, ld = 3 * I;
-    const Index padded = (N + 15) / 16 * 16;
-    (void)gemm_engine();  // resolved on the caller's thread (may throw), not in a helper
-    std::vector<double> block_dtau(std::size_t(B * h), 0.0);  // per (b, j)
-    parallel_for(B * h, 4 * N * d, [&](Index bj0, Index bj1) {
-      Buffer scratch(static_cast<std::size_t>(padded));  // da, then dz, of the current block [N]
-      T* dz = scratch.data();
-      for (Index bj = bj0; bj < bj1; ++bj) {
-        const Index b = bj / h, j = bj % h;
-        const T* q = qkv + b * N * ld + j * d;  // q_0 [d]; K at + I, V at + 2I
-        const T* dout = d_out + b * I + j * d;  // [d]
-        T* dq = d_qkv + b * N * ld + j * d;     // dq_0 [d]; dK [N, d] at + I, dV at + 2I
-        const T* a = A + bj * N;                // [N]
-        gemm_serial(false, true, 1, N, d, T(1), dout, I, q + 2 * I, ld, T(0), dz, padded);  // da = dO V^T
-        gemm_serial(true, false, N, d, 1, T(1), a, N, dout, I, T(0), dq + 2 * I, ld);       // dV = a^T dO
-        block_dtau[std::size_t(bj)] = softmax_jacobian_block(dz, padded, a, S + bj * N, 1, N);  // dz over da
-        const T tau = head_tau(param, mode, fixed_tau, j);
-        gemm_serial(false, false, 1, d, N, tau, dz, padded, q + I, ld, T(0), dq, ld);        // dq_0 = tau dz K
-        gemm_serial(true, false, N, d, 1, tau, dz, padded, q, ld, T(0), dq + I, ld);         // dK = tau dz^T q_0
-      }
-    });
-    accumulate_temperature_grad(dparam, block_dtau, param, mode, B, h);
+    attention_query_rows_backward(d_qkv, dparam, d_out, qkv, A, S, param, mode, fixed_tau, B, h, N, d, 1);
   }
 
   // ---------------------------------------------------------------- losses
@@ -1417,6 +1347,64 @@ struct CpuBackend {
     detail::WorkerPool::instance().run(chunks, threads, [&](Index c) { f(n * c / chunks, n * (c + 1) / chunks); });
   }
 
+  /// attention_forward for the first Nq tokens' queries (Nq = N: the whole attention; 1: the class
+  /// token's row): per (b, j) block, S [Nq, N] = Q[:Nq] K^T, A = softmax(mask(S tau)) row by row
+  /// (query i masks key i), O [Nq, d] = A V into out [B, Nq, I]; A and S are [B, h, Nq, N]. One
+  /// parallel loop over the B*h blocks, each made whole while its tile is in cache.
+  void attention_query_rows_forward(T* out, T* A, T* S, const T* qkv, const T* param, TemperatureMode mode,
+                                    T fixed_tau, bool mask_diagonal, Index B, Index h, Index N, Index d,
+                                    Index Nq) const {
+    const Index I = h * d, ld = 3 * I;
+    const Index padded = (N + 15) / 16 * 16;  // a softmax row in whole 64-byte lines
+    (void)gemm_engine();  // resolved on the caller's thread (may throw), not in a helper
+    parallel_for(B * h, 2 * Nq * N * d, [&](Index bj0, Index bj1) {
+      Buffer row(static_cast<std::size_t>(padded));  // 64-byte aligned: the softmax's exp runs on whole vectors
+      for (Index bj = bj0; bj < bj1; ++bj) {
+        const Index b = bj / h, j = bj % h;
+        const T* q = qkv + b * N * ld + j * d;  // [Nq of N, d], row stride 3I; k [N, d] at + I, v at + 2I
+        T* s = S + bj * Nq * N;                 // [Nq, N]
+        T* a = A + bj * Nq * N;                 // [Nq, N]
+        gemm_serial(false, true, Nq, N, d, T(1), q, ld, q + I, ld, T(0), s, N);
+        const T tau = head_tau(param, mode, fixed_tau, j);
+        for (Index i = 0; i < Nq; ++i) softmax_row_padded(a + i * N, s + i * N, row.data(), tau, mask_diagonal, i, N, padded);
+        gemm_serial(false, false, Nq, d, N, T(1), a, N, q + 2 * I, ld, T(0), out + b * Nq * I + j * d, I);  // [Nq, d]
+      }
+    });
+  }
+
+  /// Backward of attention_query_rows_forward: per (b, j) block dA = dO V^T [Nq, N], dV = A^T dO,
+  /// dZ = the softmax backward of dA (in one [Nq, N] scratch, rows padded to 64 bytes), dQ[:Nq] =
+  /// tau dZ K, dK = tau dZ^T Q[:Nq]; d_out is [B, Nq, I]. The q columns of rows Nq.. of d_qkv are
+  /// not written. The temperature sums are made per block (rows in double) and added in block
+  /// order: the same result for any thread count.
+  void attention_query_rows_backward(T* d_qkv, T* dparam, const T* d_out, const T* qkv, const T* A, const T* S,
+                                     const T* param, TemperatureMode mode, T fixed_tau, Index B, Index h, Index N,
+                                     Index d, Index Nq) const {
+    const Index I = h * d, ld = 3 * I;
+    (void)gemm_engine();  // resolved on the caller's thread (may throw), not in a helper
+    std::vector<double> block_dtau(std::size_t(B * h), 0.0);  // per (b, j)
+    const Index ldz = (N + 15) / 16 * 16;  // scratch rows in whole 64-byte lines: vector loops need no scalar head
+    parallel_for(B * h, 4 * Nq * N * d, [&](Index bj0, Index bj1) {
+      Buffer scratch(static_cast<std::size_t>(Nq * ldz));  // dA, then dZ, of the current block [Nq, ldz]
+      T* dz = scratch.data();
+      for (Index bj = bj0; bj < bj1; ++bj) {
+        const Index b = bj / h, j = bj % h;
+        const T* q = qkv + b * N * ld + j * d;       // [N, d], row stride 3I; k at + I, v at + 2I
+        const T* dout = d_out + b * Nq * I + j * d;  // [Nq, d], row stride I
+        T* dq = d_qkv + b * N * ld + j * d;          // [Nq of N, d], row stride 3I; dk at + I, dv at + 2I
+        const T* a = A + bj * Nq * N;                // [Nq, N]
+        gemm_serial(false, true, Nq, N, d, T(1), dout, I, q + 2 * I, ld, T(0), dz, ldz);  // dA = dO V^T
+        gemm_serial(true, false, N, d, Nq, T(1), a, N, dout, I, T(0), dq + 2 * I, ld);    // dV = A^T dO
+        block_dtau[std::size_t(bj)] = softmax_jacobian_block(dz, ldz, a, S + bj * Nq * N, Nq, N);  // dZ over dA
+        // dS = tau dZ: tau is the GEMMs' alpha.
+        const T tau = head_tau(param, mode, fixed_tau, j);
+        gemm_serial(false, false, Nq, d, N, tau, dz, ldz, q + I, ld, T(0), dq, ld);       // dQ = dS K
+        gemm_serial(true, false, N, d, Nq, tau, dz, ldz, q, ld, T(0), dq + I, ld);        // dK = dS^T Q
+      }
+    });
+    accumulate_temperature_grad(dparam, block_dtau, param, mode, B, h);
+  }
+
   static T head_tau(const T* param, TemperatureMode mode, T fixed_tau, Index j) {
     switch (mode) {
       case TemperatureMode::shared_log: return std::exp(param[0]);
@@ -1446,6 +1434,12 @@ struct CpuBackend {
     z = (z - mx).exp();
     if (mask_diagonal) z[i] = T(0);
     vec(a_out, N) = z.head(N) * (T(1) / z.head(N).sum());
+  }
+
+  /// Whether a Linear weight with n output features gets the packed layout (else a plain copy).
+  static constexpr bool packed_layout(Index n) {
+    if constexpr (packed_panel() > 0) return n % packed_panel() == 0;
+    else return false;
   }
 
   /// linear_packed's micro-kernel: C [R, panel] (+)= X [R, kc] Wp [kc, panel] with R rows of X

@@ -405,27 +405,13 @@ class CudaBackend {
   /// @brief A = softmax(mask(S * tau)) over the last axis of [B, h, N, N]; one warp per row.
   void attention_softmax_forward(T* A, const T* S, const T* param, TemperatureMode mode, T fixed_tau,
                                  bool mask_diagonal, Index B, Index h, Index N) const {
-    const Index rows = B * h * N;
-    if (rows == 0) return;
-    cuda::kernels::attention_softmax_forward<<<warp_row_blocks(rows), cuda::kernels::block_threads, 0, ctx_->stream()>>>(
-        A, S, param, mode, fixed_tau, mask_diagonal, B, h, N, N);
-    VITIQ_CUDA_LAUNCHED("cuda::kernels::attention_softmax_forward");
+    softmax_query_rows_forward(A, S, param, mode, fixed_tau, mask_diagonal, B, h, N, N);
   }
   /// @brief Backward of attention_softmax_forward: dS assigned; the temperature gradient
   /// accumulated into dparam (unwritten for TemperatureMode::fixed), summed in double per head.
   void attention_softmax_backward(T* dS, T* dparam, const T* dA, const T* A, const T* S, const T* param,
                                   TemperatureMode mode, T fixed_tau, Index B, Index h, Index N) const {
-    const Index rows = B * h * N;
-    if (rows == 0) return;
-    const bool want_tau = mode != TemperatureMode::fixed;
-    double* row_acc = want_tau ? static_cast<double*>(ctx_->scratch(std::size_t(rows) * sizeof(double))) : nullptr;
-    cuda::kernels::attention_softmax_backward<<<warp_row_blocks(rows), cuda::kernels::block_threads, 0, ctx_->stream()>>>(
-        dS, row_acc, dA, A, S, param, mode, fixed_tau, want_tau, B, h, N, N);
-    VITIQ_CUDA_LAUNCHED("cuda::kernels::attention_softmax_backward");
-    if (!want_tau) return;
-    cuda::kernels::temperature_grad_finish<<<1, cuda::kernels::block_threads, 0, ctx_->stream()>>>(dparam, row_acc, param, mode,
-                                                                                      B, h, N);
-    VITIQ_CUDA_LAUNCHED("cuda::kernels::temperature_grad_finish");
+    softmax_query_rows_backward(dS, dparam, dA, A, S, param, mode, fixed_tau, B, h, N, N);
   }
 
   /// @brief The whole attention core (CpuBackend::attention_forward): S_bj = Q_bj K_bj^T,
@@ -434,12 +420,7 @@ class CudaBackend {
   /// attention_softmax_forward and gemm_batched: S and A [B, h, N, N] are outputs anyway.
   void attention_forward(T* out, T* A, T* S, const T* qkv, const T* param, TemperatureMode mode, T fixed_tau,
                          bool mask_diagonal, Index B, Index h, Index N, Index d) const {
-    const Index I = h * d;
-    gemm_batched(false, true, N, N, d, T(1), qkv, 3 * I, N * 3 * I, d, qkv + I, 3 * I, N * 3 * I, d, T(0), S, N,
-                 h * N * N, N * N, B, h);  // [B, h, N, N]
-    attention_softmax_forward(A, S, param, mode, fixed_tau, mask_diagonal, B, h, N);
-    gemm_batched(false, false, N, d, N, T(1), A, N, h * N * N, N * N, qkv + 2 * I, 3 * I, N * 3 * I, d, T(0), out, I,
-                 N * I, d, B, h);  // [B, N, I]
+    attention_query_rows_forward(out, A, S, qkv, param, mode, fixed_tau, mask_diagonal, B, h, N, d, N);
   }
   /// @brief Backward of attention_forward (CpuBackend::attention_backward): d_qkv [B, N, 3I]
   /// assigned, the temperature gradient accumulated into dparam. Composed of gemm_batched and
@@ -447,20 +428,7 @@ class CudaBackend {
   /// (grown on demand, shared by copies of this backend).
   void attention_backward(T* d_qkv, T* dparam, const T* d_out, const T* qkv, const T* A, const T* S, const T* param,
                           TemperatureMode mode, T fixed_tau, Index B, Index h, Index N, Index d) const {
-    const Index I = h * d;
-    const std::size_t bhnn = std::size_t(B * h * N * N), stride = (bhnn + 63) / 64 * 64;
-    if (bhnn == 0) return;
-    T* dA = attention_workspace(2 * stride);
-    T* dS = dA + stride;
-    gemm_batched(false, true, N, N, d, T(1), d_out, I, N * I, d, qkv + 2 * I, 3 * I, N * 3 * I, d, T(0), dA, N,
-                 h * N * N, N * N, B, h);  // dA = dO V^T
-    gemm_batched(true, false, N, d, N, T(1), A, N, h * N * N, N * N, d_out, I, N * I, d, T(0), d_qkv + 2 * I, 3 * I,
-                 N * 3 * I, d, B, h);  // dV = A^T dO
-    attention_softmax_backward(dS, dparam, dA, A, S, param, mode, fixed_tau, B, h, N);
-    gemm_batched(false, false, N, d, N, T(1), dS, N, h * N * N, N * N, qkv + I, 3 * I, N * 3 * I, d, T(0), d_qkv,
-                 3 * I, N * 3 * I, d, B, h);  // dQ = dS K
-    gemm_batched(true, false, N, d, N, T(1), dS, N, h * N * N, N * N, qkv, 3 * I, N * 3 * I, d, T(0), d_qkv + I,
-                 3 * I, N * 3 * I, d, B, h);  // dK = dS^T Q
+    attention_query_rows_backward(d_qkv, dparam, d_out, qkv, A, S, param, mode, fixed_tau, B, h, N, d, N);
   }
 
   /// @brief attention_forward for the class token's query only (CpuBackend::attention_cls_forward):
@@ -468,15 +436,7 @@ class CudaBackend {
   /// kernel on one row per block (mask on the class token's own key) and gemm_batched.
   void attention_cls_forward(T* out, T* A, T* S, const T* qkv, const T* param, TemperatureMode mode, T fixed_tau,
                              bool mask_diagonal, Index B, Index h, Index N, Index d) const {
-    const Index I = h * d;
-    if (B * h * N == 0) return;
-    gemm_batched(false, true, 1, N, d, T(1), qkv, 3 * I, N * 3 * I, d, qkv + I, 3 * I, N * 3 * I, d, T(0), S, N,
-                 h * N, N, B, h);  // [B, h, N]
-    cuda::kernels::attention_softmax_forward<<<warp_row_blocks(B * h), cuda::kernels::block_threads, 0, ctx_->stream()>>>(
-        A, S, param, mode, fixed_tau, mask_diagonal, B, h, N, Index(1));
-    VITIQ_CUDA_LAUNCHED("cuda::kernels::attention_softmax_forward");
-    gemm_batched(false, false, 1, d, N, T(1), A, N, h * N, N, qkv + 2 * I, 3 * I, N * 3 * I, d, T(0), out, I, I, d,
-                 B, h);  // [B, I]
+    attention_query_rows_forward(out, A, S, qkv, param, mode, fixed_tau, mask_diagonal, B, h, N, d, 1);
   }
   /// @brief Backward of attention_cls_forward (CpuBackend::attention_cls_backward): the k and v
   /// columns of every row of d_qkv [B, N, 3I] and the q columns of each image's row 0 assigned (the
@@ -485,29 +445,7 @@ class CudaBackend {
   void attention_cls_backward(T* d_qkv, T* dparam, const T* d_out, const T* qkv, const T* A, const T* S,
                               const T* param, TemperatureMode mode, T fixed_tau, Index B, Index h, Index N,
                               Index d) const {
-    const Index I = h * d, rows = B * h;
-    const std::size_t bhn = std::size_t(B * h * N), stride = (bhn + 63) / 64 * 64;
-    if (bhn == 0) return;
-    T* dA = attention_workspace(2 * stride);
-    T* dS = dA + stride;
-    gemm_batched(false, true, 1, N, d, T(1), d_out, I, I, d, qkv + 2 * I, 3 * I, N * 3 * I, d, T(0), dA, N, h * N, N,
-                 B, h);  // da = dO V^T
-    gemm_batched(true, false, N, d, 1, T(1), A, N, h * N, N, d_out, I, I, d, T(0), d_qkv + 2 * I, 3 * I, N * 3 * I,
-                 d, B, h);  // dV = a^T dO
-    const bool want_tau = mode != TemperatureMode::fixed;
-    double* row_acc = want_tau ? static_cast<double*>(ctx_->scratch(std::size_t(rows) * sizeof(double))) : nullptr;
-    cuda::kernels::attention_softmax_backward<<<warp_row_blocks(rows), cuda::kernels::block_threads, 0, ctx_->stream()>>>(
-        dS, row_acc, dA, A, S, param, mode, fixed_tau, want_tau, B, h, N, Index(1));
-    VITIQ_CUDA_LAUNCHED("cuda::kernels::attention_softmax_backward");
-    if (want_tau) {
-      cuda::kernels::temperature_grad_finish<<<1, cuda::kernels::block_threads, 0, ctx_->stream()>>>(dparam, row_acc, param,
-                                                                                        mode, B, h, Index(1));
-      VITIQ_CUDA_LAUNCHED("cuda::kernels::temperature_grad_finish");
-    }
-    gemm_batched(false, false, 1, d, N, T(1), dS, N, h * N, N, qkv + I, 3 * I, N * 3 * I, d, T(0), d_qkv, 3 * I,
-                 N * 3 * I, d, B, h);  // dq_0 = dS K (tau is in dS)
-    gemm_batched(true, false, N, d, 1, T(1), dS, N, h * N, N, qkv, 3 * I, N * 3 * I, d, T(0), d_qkv + I, 3 * I,
-                 N * 3 * I, d, B, h);  // dK = dS^T q_0
+    attention_query_rows_backward(d_qkv, dparam, d_out, qkv, A, S, param, mode, fixed_tau, B, h, N, d, 1);
   }
 
   // ---------------------------------------------------------------- losses
@@ -548,6 +486,68 @@ class CudaBackend {
   /// Blocks of a one-block-per-row launch (grid-stride over rows beyond the cap).
   static int row_blocks(Index rows) { return int(std::clamp<Index>(rows, 1, Index(1) << 20)); }
   /// Blocks of a one-warp-per-row launch.
+  /// The attention softmax over [B, h, Nq, N]: the first Nq tokens' queries against the N keys,
+  /// one warp per row (Nq = N: attention_softmax_forward; 1: the class token's row).
+  void softmax_query_rows_forward(T* A, const T* S, const T* param, TemperatureMode mode, T fixed_tau,
+                                  bool mask_diagonal, Index B, Index h, Index N, Index Nq) const {
+    const Index rows = B * h * Nq;
+    if (rows == 0) return;
+    cuda::kernels::attention_softmax_forward<<<warp_row_blocks(rows), cuda::kernels::block_threads, 0, ctx_->stream()>>>(
+        A, S, param, mode, fixed_tau, mask_diagonal, B, h, N, Nq);
+    VITIQ_CUDA_LAUNCHED("cuda::kernels::attention_softmax_forward");
+  }
+  /// Backward of softmax_query_rows_forward: dS assigned, the temperature gradient accumulated
+  /// (row sums in double in the context's scratch, then one block per parameter set).
+  void softmax_query_rows_backward(T* dS, T* dparam, const T* dA, const T* A, const T* S, const T* param,
+                                   TemperatureMode mode, T fixed_tau, Index B, Index h, Index N, Index Nq) const {
+    const Index rows = B * h * Nq;
+    if (rows == 0) return;
+    const bool want_tau = mode != TemperatureMode::fixed;
+    double* row_acc = want_tau ? static_cast<double*>(ctx_->scratch(std::size_t(rows) * sizeof(double))) : nullptr;
+    cuda::kernels::attention_softmax_backward<<<warp_row_blocks(rows), cuda::kernels::block_threads, 0, ctx_->stream()>>>(
+        dS, row_acc, dA, A, S, param, mode, fixed_tau, want_tau, B, h, N, Nq);
+    VITIQ_CUDA_LAUNCHED("cuda::kernels::attention_softmax_backward");
+    if (!want_tau) return;
+    cuda::kernels::temperature_grad_finish<<<1, cuda::kernels::block_threads, 0, ctx_->stream()>>>(dparam, row_acc, param, mode,
+                                                                                      B, h, Nq);
+    VITIQ_CUDA_LAUNCHED("cuda::kernels::temperature_grad_finish");
+  }
+
+  /// The attention core for the first Nq tokens' queries (Nq = N: attention_forward; 1:
+  /// attention_cls_forward): S, A [B, h, Nq, N], out [B, Nq, I]; gemm_batched, the softmax kernel,
+  /// gemm_batched.
+  void attention_query_rows_forward(T* out, T* A, T* S, const T* qkv, const T* param, TemperatureMode mode,
+                                    T fixed_tau, bool mask_diagonal, Index B, Index h, Index N, Index d,
+                                    Index Nq) const {
+    const Index I = h * d;
+    gemm_batched(false, true, Nq, N, d, T(1), qkv, 3 * I, N * 3 * I, d, qkv + I, 3 * I, N * 3 * I, d, T(0), S, N,
+                 h * Nq * N, Nq * N, B, h);  // [B, h, Nq, N]
+    softmax_query_rows_forward(A, S, param, mode, fixed_tau, mask_diagonal, B, h, N, Nq);
+    gemm_batched(false, false, Nq, d, N, T(1), A, N, h * Nq * N, Nq * N, qkv + 2 * I, 3 * I, N * 3 * I, d, T(0), out,
+                 I, Nq * I, d, B, h);  // [B, Nq, I]
+  }
+  /// Backward of attention_query_rows_forward: the k, v columns of d_qkv [B, N, 3I] and the q
+  /// columns of each image's first Nq rows assigned, the temperature gradient accumulated; dA and
+  /// dS [B, h, Nq, N] live in the attention workspace.
+  void attention_query_rows_backward(T* d_qkv, T* dparam, const T* d_out, const T* qkv, const T* A, const T* S,
+                                     const T* param, TemperatureMode mode, T fixed_tau, Index B, Index h, Index N,
+                                     Index d, Index Nq) const {
+    const Index I = h * d;
+    const std::size_t count = std::size_t(B * h * Nq * N), stride = (count + 63) / 64 * 64;
+    if (count == 0) return;
+    T* dA = attention_workspace(2 * stride);
+    T* dS = dA + stride;
+    gemm_batched(false, true, Nq, N, d, T(1), d_out, I, Nq * I, d, qkv + 2 * I, 3 * I, N * 3 * I, d, T(0), dA, N,
+                 h * Nq * N, Nq * N, B, h);  // dA = dO V^T
+    gemm_batched(true, false, N, d, Nq, T(1), A, N, h * Nq * N, Nq * N, d_out, I, Nq * I, d, T(0), d_qkv + 2 * I,
+                 3 * I, N * 3 * I, d, B, h);  // dV = A^T dO
+    softmax_query_rows_backward(dS, dparam, dA, A, S, param, mode, fixed_tau, B, h, N, Nq);
+    gemm_batched(false, false, Nq, d, N, T(1), dS, N, h * Nq * N, Nq * N, qkv + I, 3 * I, N * 3 * I, d, T(0), d_qkv,
+                 3 * I, N * 3 * I, d, B, h);  // dQ = dS K (tau is in dS)
+    gemm_batched(true, false, N, d, Nq, T(1), dS, N, h * Nq * N, Nq * N, qkv, 3 * I, N * 3 * I, d, T(0), d_qkv + I,
+                 3 * I, N * 3 * I, d, B, h);  // dK = dS^T Q
+  }
+
   static int warp_row_blocks(Index rows) {
     return int(std::clamp<Index>((rows + cuda::kernels::softmax_warps - 1) / cuda::kernels::softmax_warps, 1, Index(1) << 20));
   }

@@ -12,21 +12,31 @@
 
 namespace vitiq {
 
+/// @brief Matmul FLOPs of one transformer block's forward for one image, with the query, attention,
+/// projection and MLP computed for the first `queries` tokens (all N: a full block; 1: the
+/// class-token-only last block) and k, v for all N.
+/// @param c       the model configuration
+/// @param queries tokens whose outputs the block computes, 1..N
+/// @return FLOPs per image
+constexpr double block_forward_flops(const Config& c, double queries) {
+  const double N = c.num_tokens(), D = c.dim, I = c.inner_dim(), M = c.mlp_dim, h = c.heads, d = c.dim_head;
+  return 2 * N * D * 2 * I          // k, v
+         + 2 * queries * D * I      // q
+         + 2 * h * queries * N * d  // q k^T
+         + 2 * h * queries * N * d  // A v
+         + 2 * queries * I * D      // output projection
+         + 2 * queries * D * M      // MLP up
+         + 2 * queries * M * D;     // MLP down
+}
+
 /// @brief Matmul FLOPs of one image's forward pass.
 ///
 /// Counts 2 FLOPs per multiply-add of the GEMMs only (no LayerNorm, softmax, GELU, ...).
 /// @param c the model configuration
 /// @return FLOPs per image; multiply by the batch size for a batch
 constexpr double forward_flops(const Config& c) {
-  const double n = c.num_patches(), N = c.num_tokens(), D = c.dim, PD = c.patch_dim(), I = c.inner_dim(),
-               M = c.mlp_dim, K = c.num_classes, h = c.heads, d = c.dim_head;
-  const double block = 2 * N * D * 3 * I   // qkv
-                       + 2 * h * N * N * d  // q k^T
-                       + 2 * h * N * N * d  // A v
-                       + 2 * N * I * D      // output projection
-                       + 2 * N * D * M      // MLP up
-                       + 2 * N * M * D;     // MLP down
-  return 2 * n * PD * D + c.depth * block + 2 * D * K;
+  const double n = c.num_patches(), D = c.dim, PD = c.patch_dim(), K = c.num_classes;
+  return 2 * n * PD * D + c.depth * block_forward_flops(c, c.num_tokens()) + 2 * D * K;
 }
 
 /// @brief Matmul FLOPs of one image's forward as ViT executes it when class_token_last_block()
@@ -37,14 +47,7 @@ constexpr double forward_flops(const Config& c) {
 /// @return FLOPs per image
 constexpr double executed_forward_flops(const Config& c, bool class_token_last) {
   if (!class_token_last) return forward_flops(c);
-  const double N = c.num_tokens(), D = c.dim, I = c.inner_dim(), M = c.mlp_dim, h = c.heads, d = c.dim_head;
-  const double full = 2 * N * D * 3 * I + 4 * h * N * N * d + 2 * N * I * D + 4 * N * D * M;
-  const double cls = 2 * N * D * 2 * I  // k, v for every token
-                     + 2 * D * I         // q of the class token
-                     + 4 * h * N * d     // its scores and A v
-                     + 2 * I * D         // output projection
-                     + 4 * D * M;        // MLP
-  return forward_flops(c) - full + cls;
+  return forward_flops(c) - block_forward_flops(c, c.num_tokens()) + block_forward_flops(c, 1);
 }
 
 /// @brief Matmul FLOPs of one image's training step (forward + backward = 3 x forward).

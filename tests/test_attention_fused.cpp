@@ -158,7 +158,8 @@ constexpr vitiq::Config fused_probe{.image_size = 12, .patch_size = 4, .channels
                                     .spt = vitiq::SptVariant::axial, .lsa = true,
                                     .temperature = vitiq::Temperature::per_head, .pool = vitiq::Pool::mean};
 
-/// Gradients of one forward/backward of `model` on fixed images and logit gradients.
+/// Every parameter gradient, then the image gradient, of one forward/backward of `model` on fixed
+/// images and logit gradients; the logits into `logits`.
 template <vitiq::Config C, class T>
 std::vector<T> model_gradients(vitiq::ViT<C, vitiq::CpuBackend<T>>& model, std::vector<T>& logits, Index B) {
   const auto images = random_vec<T>(std::size_t(B * C.channels * C.image_size * C.image_size), 41);
@@ -166,8 +167,11 @@ std::vector<T> model_gradients(vitiq::ViT<C, vitiq::CpuBackend<T>>& model, std::
   const auto out = model.forward(images, B);
   logits.assign(out.begin(), out.end());
   model.zero_grad();
-  model.backward(dlogits);
-  return model.gradients_to_host();
+  std::vector<T> dimages(images.size());
+  model.backward_device(dlogits.data(), dimages.data());
+  auto g = model.gradients_to_host();
+  g.insert(g.end(), dimages.begin(), dimages.end());
+  return g;
 }
 
 }  // namespace
@@ -281,25 +285,12 @@ TEMPLATE_TEST_CASE("attention_cls ops equal the class rows of the fused attentio
 
 namespace {
 
-constexpr vitiq::Config cls_probe{.image_size = 12, .patch_size = 4, .channels = 3, .dim = 12, .depth = 2,
-                                  .heads = 3, .dim_head = 8, .mlp_dim = 20, .num_classes = 5,
-                                  .spt = vitiq::SptVariant::axial, .lsa = true,
-                                  .temperature = vitiq::Temperature::per_head, .pool = vitiq::Pool::cls};
-
-/// Logits, every parameter gradient and the image gradient of one forward/backward.
-template <vitiq::Config C, class T>
-std::vector<T> all_gradients(vitiq::ViT<C, vitiq::CpuBackend<T>>& model, std::vector<T>& logits, Index B) {
-  const auto images = random_vec<T>(std::size_t(B * C.channels * C.image_size * C.image_size), 43);
-  const auto dlogits = random_vec<T>(std::size_t(B * C.num_classes), 44);
-  const auto out = model.forward(images, B);
-  logits.assign(out.begin(), out.end());
-  model.zero_grad();
-  std::vector<T> dimages(images.size());
-  model.backward_device(dlogits.data(), dimages.data());
-  auto g = model.gradients_to_host();
-  g.insert(g.end(), dimages.begin(), dimages.end());
-  return g;
-}
+/// fused_probe with class-token pooling.
+constexpr vitiq::Config cls_probe = [] {
+  vitiq::Config c = fused_probe;
+  c.pool = vitiq::Pool::cls;
+  return c;
+}();
 
 template <vitiq::Config C, class T>
 void check_class_token_last_block(Index B) {
@@ -310,12 +301,12 @@ void check_class_token_last_block(Index B) {
     model.set_training(true);
     REQUIRE(model.class_token_last_block());
     std::vector<T> logits_cls, logits_full;
-    const auto g_cls = all_gradients(model, logits_cls, B);
+    const auto g_cls = model_gradients(model, logits_cls, B);
     CHECK_THROWS_AS(model.attention(C.depth - 1), std::logic_error);
     CHECK_NOTHROW(model.attention(C.depth - 2));
     model.keep_attention_maps(true);
     REQUIRE_FALSE(model.class_token_last_block());
-    const auto g_full = all_gradients(model, logits_full, B);
+    const auto g_full = model_gradients(model, logits_full, B);
     CHECK_NOTHROW(model.attention(C.depth - 1));
     CHECK(max_rel_diff(logits_cls, logits_full) <= tol<T>());
     CHECK(max_rel_diff(g_cls, g_full) <= 10 * tol<T>());

@@ -3,7 +3,7 @@
 # need, when missing. Only root installs; others get a warning naming what is missing.
 # Sourced or run by tests/run_all.sh (the test command) and examples/run_main_job.sh (the main job).
 set -euo pipefail
-packages=(build-essential cmake pkg-config libeigen3-dev xtensor-dev libstb-dev catch2
+packages=(build-essential cmake pkg-config libeigen3-dev xtensor-dev libstb-dev catch2 libcli11-dev
           libbenchmark-dev doxygen python3-torch python3-skimage libcairo2-dev
           libblas-dev libopenblas0-pthread  # cblas.h + libblas.so for vitiq::blas; OpenBLAS as libblas.so.3
                                             # (also the PyTorch peer's BLAS: the reference BLAS is 20x slower)

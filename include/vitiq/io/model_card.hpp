@@ -8,11 +8,14 @@
 // is present but malformed is a FormatError naming the file and the key, never a silent default.
 #pragma once
 
+#include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "vitiq/error.hpp"
 #include "vitiq/io/safetensors.hpp"
@@ -76,15 +79,67 @@ struct ModelCard {
   /// @param source named in errors (the weights file)
   /// @throws FormatError "<source>: metadata 'card.<field>': ..." for a present but malformed field
   static std::optional<ModelCard> from_metadata(const std::map<std::string, std::string>& metadata,
-                                                std::string_view source);
+                                                std::string_view source) {
+    if (!metadata.count("card.version")) return std::nullopt;
+    const auto bad = [&](std::string_view key, const std::string& why) {
+      return FormatError(std::string(source) + ": metadata '" + std::string(key) + "': " + why);
+    };
+    const auto get = [&](std::string_view key) -> const std::string& {
+      const auto it = metadata.find(std::string(key));
+      if (it == metadata.end()) throw bad(key, "missing (the file has a model card)");
+      return it->second;
+    };
+    const auto integer = [&](std::string_view key, int lo, int hi) {
+      const std::string& v = get(key);
+      int x = 0;
+      std::size_t used = 0;
+      try { x = std::stoi(v, &used); } catch (...) { used = 0; }
+      if (v.empty() || used != v.size() || x < lo || x > hi)
+        throw bad(key, "'" + v + "' is not an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
+      return x;
+    };
+    if (get("card.version") != "1") throw bad("card.version", "'" + get("card.version") + "' is not a version this vitiq reads (1)");
+    ModelCard c;
+    c.preset = get("card.preset");
+    const std::string& view = get("card.view");
+    if (view == "native_tiles") c.view = InputView::native_tiles;
+    else if (view == "resize") c.view = InputView::resize;
+    else throw bad("card.view", "'" + view + "' is not native_tiles or resize");
+    c.tile_size = integer("card.tile_size", 1, 1 << 16);
+    c.symmetries = integer("card.symmetries", 1, 8);
+    if (c.symmetries != 1 && c.symmetries != 2 && c.symmetries != 8) throw bad("card.symmetries", "must be 1, 2 or 8");
+    const std::string& norm = get("card.normalize");
+    if (norm != "imagenet" && norm != "none") throw bad("card.normalize", "'" + norm + "' is not imagenet or none");
+    c.normalize = norm == "imagenet";
+    const std::string& labels = get("card.labels");
+    if (labels == "vote") c.labels = LabelKind::vote;
+    else if (labels == "band") c.labels = LabelKind::band;
+    else if (labels == "qband") c.labels = LabelKind::qband;
+    else if (labels == "mos") c.labels = LabelKind::mos;
+    else throw bad("card.labels", "'" + labels + "' is not vote, band, qband or mos");
+    c.observer = get("card.observer");
+    c.study = get("card.study");
+    c.split_digest = get("card.split_digest");
+    return c;
+  }
 };
 
 /// @brief FNV-1a 64 of a file's bytes as 16 hex digits (the card's split_digest).
 /// @throws IoError naming the file when it cannot be read
-std::string file_digest(const std::filesystem::path& path);
+inline std::string file_digest(const std::filesystem::path& path) {
+  const std::vector<std::byte> bytes = io::read_file(path);
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (std::byte b : bytes) h = (h ^ std::uint64_t(b)) * 0x100000001b3ULL;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
 
-/// @brief The model card of a weights file (only its header is needed), nullopt when it has none.
+/// @brief The model card of a weights file, nullopt when it has none.
 /// @throws IoError / FormatError naming the file
-std::optional<ModelCard> read_model_card(const std::filesystem::path& weights);
+inline std::optional<ModelCard> read_model_card(const std::filesystem::path& weights) {
+  const auto file = io::SafetensorsFile::load(weights);
+  return ModelCard::from_metadata(file.metadata(), weights.string());
+}
 
 }  // namespace vitiq

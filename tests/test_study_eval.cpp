@@ -14,11 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "vitiq/data/ground_truth.hpp"
+#include "vitiq/data/study.hpp"
 #include "vitiq/eval/study_eval.hpp"
 
 namespace {
 
 namespace ev = vitiq::eval;
+namespace data = vitiq::data;
 namespace fs = std::filesystem;
 
 fs::path temp_dir(const std::string& name) {
@@ -67,10 +70,13 @@ ev::Study hand_study() {
   r("a_I1_Q5.jpeg", "2", 1, 2), r("b_I1_Q5.jpeg", "2", 1, 2), r("c_I3_Q20.jpeg", "2", 1, 4), r("d_I3_Q20.jpeg", "2", 1, 3);
   r("e_I5_Q80.jpeg", "2", 1, 5), r("f_I5_Q80.jpeg", "2", 1, 5);
   r("g_I1_Q5.jpeg", "2", 1, 2), r("h_I3_Q20.jpeg", "2", 1, 3), r("i_I5_Q80.jpeg", "2", 1, 4), r("k_I4_Q50.jpeg", "2", 1, 3);
+  std::vector<data::SplitEntry> split;  // every stimulus its own source
   for (const char* t : {"a_I1_Q5.jpeg", "b_I1_Q5.jpeg", "c_I3_Q20.jpeg", "d_I3_Q20.jpeg", "e_I5_Q80.jpeg", "f_I5_Q80.jpeg"})
-    s.split[t] = "train";
-  for (const char* t : {"g_I1_Q5.jpeg", "h_I3_Q20.jpeg", "i_I5_Q80.jpeg", "j_I4_Q40.jpeg", "k_I4_Q50.jpeg"}) s.split[t] = "test";
-  s.split["v_I2_Q15.jpeg"] = "val";
+    split.push_back({t, t, data::Part::train});
+  for (const char* t : {"g_I1_Q5.jpeg", "h_I3_Q20.jpeg", "i_I5_Q80.jpeg", "j_I4_Q40.jpeg", "k_I4_Q50.jpeg"})
+    split.push_back({t, t, data::Part::test});
+  split.push_back({"v_I2_Q15.jpeg", "v_I2_Q15.jpeg", data::Part::val});
+  s.split = data::ContentSplit(std::move(split));
   return s;
 }
 
@@ -103,46 +109,64 @@ ev::GroundTruth hand_truth() {
 
 }  // namespace
 
-TEST_CASE("jpeg_quality and jpeg_band read original-form file names", "[study_eval]") {
-  CHECK(ev::jpeg_quality("00000astronaut_I1_Q6.jpeg") == 6);
-  CHECK(ev::jpeg_band("00000astronaut_I1_Q6.jpeg") == 1);
-  CHECK(ev::jpeg_quality("12chelsea_I5_Q100.jpeg") == 100);
-  CHECK(ev::jpeg_band("12my_Image_I4_Q26.jpeg") == 4);      // "_I" inside the source name is skipped
-  CHECK(ev::jpeg_quality("x_Quality_Q7.jpeg") == 7);         // "_Qu..." is not a Q
-  CHECK(ev::jpeg_quality("x_Q7b.jpeg") == -1);
-  CHECK(ev::jpeg_quality("plain.jpeg") == -1);
-  CHECK(ev::jpeg_band("plain.jpeg") == 0);
-  CHECK(ev::jpeg_quality("_Q9") == 9);
+TEST_CASE("evaluate_run takes band and Q from data::parse_stimulus_name", "[study_eval]") {
+  // The one stimulus-name parser (data/ratings.hpp); the cases the evaluation depends on.
+  CHECK(data::parse_stimulus_name("00000astronaut_I1_Q6.jpeg").q == 6);
+  CHECK(data::parse_stimulus_name("00000astronaut_I1_Q6.jpeg").band == 1);
+  CHECK(data::parse_stimulus_name("12chelsea_I5_Q100.jpeg").q == 100);
+  CHECK(data::parse_stimulus_name("12my_Image_I4_Q26.jpeg").band == 4);  // "_I" inside the source name is skipped
+  const auto dotted = data::parse_stimulus_name("691ILSVRC2013_train_00031900.JPEG_I4_Q41.jpeg");
+  CHECK(dotted.original_form);
+  CHECK(dotted.source == "ILSVRC2013_train_00031900.JPEG");
+  CHECK(dotted.band == 4);
+  CHECK(dotted.q == 41);
+  CHECK_FALSE(data::parse_stimulus_name("x_Q7b.jpeg").original_form);
+  CHECK(data::parse_stimulus_name("plain.jpeg").band == 0);
+  // A name without _I<band>_Q<q>: no Q look-up for that observer, with a warning.
+  ev::Study s = hand_study();
+  s.ratings.push_back({"plain.jpeg", "2", 1, 3});
+  std::vector<data::SplitEntry> entries = s.split.entries();
+  entries.push_back({"plain.jpeg", "plain", data::Part::train});
+  s.split = data::ContentSplit(std::move(entries));
+  const auto e = ev::evaluate_run(s, hand_models());
+  CHECK(e.baselines[1].observer == "2");
+  CHECK_FALSE(e.baselines[1].q_lookup_available);
+  CHECK(e.baselines[0].q_lookup_available);
 }
 
 TEST_CASE("observer ids sort numerically when numeric", "[study_eval]") {
   ev::Study s;
   for (const char* o : {"10", "2", "1", "b", "a"}) s.ratings.push_back({"x.jpeg", o, 1, 3});
-  CHECK(ev::study_observers(s) == std::vector<std::string>{"1", "2", "10", "a", "b"});
+  CHECK(s.observers() == std::vector<std::string>{"1", "2", "10", "a", "b"});
 }
 
-TEST_CASE("self_agreement counts every pair of an observer's votes on one stimulus", "[study_eval]") {
+TEST_CASE("self-agreement pairs an observer's votes on one stimulus from two sessions (test-retest)", "[study_eval]") {
   const ev::Study s = hand_study();
-  // Observer 1 repeated a (1, 1), c (3, 2) and g (1, 2): one equal pair, all within one,
-  // squared differences 0 + 1 + 1.
-  const auto a = ev::self_agreement(s, "1");
+  // Observer 1 repeated a (1, 1), c (3, 2) and g (1, 2), each in sessions 1 and 2: one equal pair,
+  // all within one, squared differences 0 + 1 + 1.
+  const auto a = data::self_agreement(s.ratings, "1");
   CHECK(a.pairs == 3);
   CHECK(a.exact == Approx(1.0 / 3));
   CHECK(a.within_one == 1.0);
   CHECK(a.rmse == Approx(std::sqrt(2.0 / 3)));
   // Observer 2 repeated nothing.
-  const auto b = ev::self_agreement(s, "2");
+  const auto b = data::self_agreement(s.ratings, "2");
   CHECK(b.pairs == 0);
   CHECK(std::isnan(b.exact));
   CHECK(std::isnan(b.rmse));
-  // Three votes on one stimulus give three pairs: (1,2) (1,4) (2,4).
-  ev::Study t;
-  for (int v : {1, 2, 4}) t.ratings.push_back({"x.jpeg", "o", v, v});
-  const auto c = ev::self_agreement(t, "o");
+  // Three votes on one stimulus in three sessions give three pairs: (1,2) (1,4) (2,4).
+  std::vector<data::Rating> t;
+  for (int v : {1, 2, 4}) t.push_back({"x.jpeg", "o", v, v});
+  const auto c = data::self_agreement(t, "o");
   CHECK(c.pairs == 3);
   CHECK(c.exact == 0.0);
   CHECK(c.within_one == Approx(1.0 / 3));
   CHECK(c.rmse == Approx(std::sqrt((1.0 + 9.0 + 4.0) / 3)));
+  // Two votes in one session are no retest (a study reader refuses them; in memory they do not pair).
+  t.push_back({"x.jpeg", "o", 4, 5});
+  CHECK(data::self_agreement(t, "o").pairs == 5);  // 3 + 2: the new vote pairs with sessions 1 and 2, not with 4
+  // evaluate_run's baseline is the same function.
+  CHECK(ev::evaluate_run(s, hand_models()).baselines[0].self.pairs == 3);
 }
 
 TEST_CASE("evaluate_run: baselines of the hand-made study", "[study_eval]") {
@@ -290,52 +314,54 @@ TEST_CASE("evaluate_run rejects a model without a test image or with the wrong s
   CHECK(e.warnings.size() == 1);
 }
 
-TEST_CASE("parse_ground_truth reads the per-observer ceiling, self-agreement and Q look-up defensively", "[study_eval]") {
-  SECTION("object keyed by observer id, nested statistics") {
-    const auto t = ev::parse_ground_truth(vitiq::json::parse(
-        R"({"seed": 3, "observers": {"1": {"bayes_ceiling": {"train": 0.7, "test": 0.72},
-            "expected_self_agreement": {"exact": 0.58, "within_one": 0.95},
-            "q_lookup": {"test_accuracy": 0.61, "n": 300}},
-            "2": {"bias": 0.3}}})", "gt"));
-    REQUIRE(t.size() == 1);  // observer 2 has none of the three
-    CHECK(t.at("1").bayes_ceiling == 0.72);
-    CHECK(t.at("1").expected_self_agreement == 0.58);
-    CHECK(t.at("1").q_lookup_accuracy == 0.61);
-  }
-  SECTION("array of entries with numeric ids, flat keys") {
-    const auto t = ev::parse_ground_truth(vitiq::json::parse(
-        R"({"observers": [{"id": 4, "ceiling_test": 0.5, "self_agreement": 0.47},
-                          {"observer": "b", "q_lookup_accuracy_test": 0.4, "q_lookup_accuracy_train": 0.45}]})", "gt"));
+TEST_CASE("ground truth: put_observer_truth writes what parse_ground_truth reads, strictly", "[study_eval]") {
+  namespace js = vitiq::json;
+  const auto document = [](const std::vector<std::pair<std::string, data::GroundTruthObserver>>& obs) {
+    js::Value arr = js::Value::make_array();
+    for (const auto& [id, g] : obs) {
+      js::Value e = js::Value::make_object(), ex = js::Value::make_object(), te = js::Value::make_object();
+      ex.set("self_agreement_within_one", js::Value::make_number(0.97));  // the writer's own members stay
+      data::put_observer_truth(ex, te, g);
+      e.set("id", js::Value::make_string(id));
+      e.set("expected", ex);
+      e.set("test", te);
+      arr.push_back(e);
+    }
+    js::Value root = js::Value::make_object();
+    root.set("observers", arr);
+    return js::parse(root.dump(), "gt");
+  };
+  SECTION("round trip, null for an unknown number") {
+    data::GroundTruthObserver a, b;
+    a.bayes_ceiling = 0.71, a.expected_self_agreement = 0.61, a.q_lookup_accuracy = 0.63;
+    b.bayes_ceiling = 0.5, b.expected_self_agreement = 0.47;  // q_lookup NaN -> null
+    const auto t = data::parse_ground_truth(document({{"3", a}, {"b", b}}), "gt");
     REQUIRE(t.size() == 2);
-    CHECK(t.at("4").bayes_ceiling == 0.5);
-    CHECK(t.at("4").expected_self_agreement == 0.47);
-    CHECK(std::isnan(t.at("4").q_lookup_accuracy));
-    CHECK(t.at("b").q_lookup_accuracy == 0.4);
-  }
-  SECTION("the layout of vitiq-make-dataset: target, expected, realised and test statistics") {
-    const auto t = ev::parse_ground_truth(vitiq::json::parse(R"({"generator": "vitiq-make-dataset", "seed": 1,
-        "options": {"split_fractions": {"train": 0.7, "val": 0.1, "test": 0.2}},
-        "observer_model": {"latent": "PSNR-B", "noise": "ordered probit"},
-        "observers": [{"id": "3", "imitates_real_observer": 1, "region": null,
-          "model": {"sigma": 0.4, "thresholds": [0.1, 0.2]},
-          "target": {"share": {"I1": [0.37, 0.52, 0.1, 0, 0]}, "self_agreement_exact": 0.58},
-          "expected": {"max_share_error": 0.01, "self_agreement_exact": 0.61, "self_agreement_within_one": 0.97,
-                       "self_agreement_rmse": 0.66},
-          "realised": {"ratings": 1200, "self_agreement_exact": 0.6, "self_agreement_within_one": 0.96},
-          "test": {"stimuli": 300, "bayes_ceiling": 0.71, "most_probable_vote_accuracy": 0.7,
-                   "band_lookup_accuracy": 0.52, "q_lookup_accuracy": 0.63, "q_lookup_expected_accuracy": 0.64}}]})",
-                                                             "gt"));
-    REQUIRE(t.size() == 1);
     CHECK(t.at("3").bayes_ceiling == 0.71);
     CHECK(t.at("3").expected_self_agreement == 0.61);
     CHECK(t.at("3").q_lookup_accuracy == 0.63);
+    CHECK(t.at("b").bayes_ceiling == 0.5);
+    CHECK(std::isnan(t.at("b").q_lookup_accuracy));
   }
-  SECTION("no observers at all") {
-    CHECK(ev::parse_ground_truth(vitiq::json::parse(R"({"version": 1})", "gt")).empty());
-    CHECK(ev::parse_ground_truth(vitiq::json::parse(R"([1, 2])", "gt")).empty());
+  SECTION("malformed files name the file and the key") {
+    const auto message = [](const std::string& text) {
+      try {
+        data::parse_ground_truth(js::parse(text, "gt.json"), "gt.json");
+      } catch (const vitiq::FormatError& x) {
+        return std::string(x.what());
+      }
+      return std::string("no error");
+    };
+    CHECK(message(R"({"version": 1})") == "gt.json: observers: missing or not an array");
+    CHECK(message(R"({"observers": [{"id": 4}]})") == "gt.json: observers[0].id: missing or not a string");
+    CHECK(message(R"({"observers": [{"id": "4", "test": {}}]})") == "gt.json: observers[0].expected: missing or not an object");
+    CHECK(message(R"({"observers": [{"id": "4", "expected": {"self_agreement_exact": 0.5}, "test": {"bayes_ceiling": "high"}}]})") ==
+          "gt.json: observers[0].test.bayes_ceiling: not a number in [0, 1]");
+    CHECK(message(R"({"observers": [{"id": "4", "expected": {"self_agreement_exact": 0.5}, "test": {"bayes_ceiling": 0.5}}]})") ==
+          "gt.json: observers[0].test.q_lookup_accuracy: missing");
   }
-  SECTION("a missing file is no ground truth") {
-    CHECK(ev::read_ground_truth(fs::temp_directory_path() / "vitiq_no_such_ground_truth.json").empty());
+  SECTION("a missing file is no ground truth (a real study)") {
+    CHECK(data::read_ground_truth(fs::temp_directory_path() / "vitiq_no_such_ground_truth.json").empty());
   }
 }
 
@@ -379,15 +405,18 @@ TEST_CASE("read_study, find_models and read_training_curve read a study and a ru
   const fs::path d = temp_dir("disk");
   write(d / "study" / "ratings.csv", "image,observer,session,vote,duration\r\na_I1_Q5.jpeg,1,1,2,3.5\r\nb_I2_Q12.jpeg,1,1,5,1\r\n");
   write(d / "study" / "split.csv", "\xEF\xBB\xBFimage,source,split\na_I1_Q5.jpeg,x.png,train\nb_I2_Q12.jpeg,y.png,test\n");
-  const ev::Study s = ev::read_study(d / "study");
+  const ev::Study s = data::read_study(d / "study");
   REQUIRE(s.ratings.size() == 2);
   CHECK(s.ratings[1].vote == 5);
-  CHECK(s.split.at("b_I2_Q12.jpeg") == "test");
-  CHECK(ev::test_images(s) == std::vector<std::string>{"b_I2_Q12.jpeg"});
+  CHECK(s.part_of("b_I2_Q12.jpeg") == data::Part::test);
+  CHECK(s.test_images() == std::vector<std::string>{"b_I2_Q12.jpeg"});
   write(d / "bad" / "ratings.csv", "image,observer,session,vote\na_I1_Q5.jpeg,1,1,6\n");
-  write(d / "bad" / "split.csv", "image,split\na_I1_Q5.jpeg,train\n");
-  CHECK_THROWS_WITH(ev::read_study(d / "bad"), Catch::Matchers::Contains("ratings.csv:2: vote 6 outside 1..5"));
-  CHECK_THROWS_AS(ev::read_study(d / "none"), vitiq::IoError);
+  write(d / "bad" / "split.csv", "image,source,split\na_I1_Q5.jpeg,a,train\n");
+  CHECK_THROWS_WITH(data::read_study(d / "bad"), Catch::Matchers::Contains("ratings.csv:2: vote 6 outside 1..5"));
+  write(d / "unsplit" / "ratings.csv", "image,observer,session,vote\na_I1_Q5.jpeg,1,1,3\nz.jpeg,1,1,3\n");
+  write(d / "unsplit" / "split.csv", "image,source,split\na_I1_Q5.jpeg,a,train\n");
+  CHECK_THROWS_WITH(data::read_study(d / "unsplit"), Catch::Matchers::Contains("ratings.csv:3: image 'z.jpeg' has no row in"));
+  CHECK_THROWS_AS(data::read_study(d / "none"), vitiq::IoError);
 
   for (const char* m : {"observer_10", "observer_2", "aio0"}) write(d / "runs" / m / "best.safetensors", "x");
   write(d / "runs" / "observer_3" / "last.safetensors", "x");  // no best: not a model
@@ -435,7 +464,7 @@ TEST_CASE("read_stimulus_truth and the expected accuracies of evaluate_run", "[s
                             "j_I4_Q40.jpeg,test,0,0,0.3,0.3,0.4,0.2,0.2,0.2,0.2,0.2\n"
                             "v_I2_Q15.jpeg,val,0,1,0,0,0,0,1,0,0,0\n");
   ev::GroundTruth truth = hand_truth();
-  REQUIRE(ev::read_stimulus_truth(dir / "gt.csv", truth) == 2);
+  REQUIRE(data::read_stimulus_truth(dir / "gt.csv", truth) == 2);
   REQUIRE(truth.at("1").stimulus_probabilities.size() == 5);
   CHECK(truth.at("1").stimulus_probabilities.at("h_I3_Q20.jpeg") == std::vector<double>{0, 0.25, 0.5, 0.25, 0});
   CHECK(truth.at("1").bayes_ceiling == 0.9);  // what ground_truth.json gave is kept
@@ -459,11 +488,11 @@ TEST_CASE("read_stimulus_truth and the expected accuracies of evaluate_run", "[s
   CHECK(table.find("observer_1       expected exact 0.440 = 48.9% of the ceiling (Q look-up 0.480); the Bayes predictor "
                    "scores 0.400 on these votes (expected 0.500)") != std::string::npos);
   ev::write_report(e, dir / "report");
-  const auto per_aio = ev::detail::read_csv_table(dir / "report" / "per_aio.csv");
+  const auto per_aio = data::read_csv_table(dir / "report" / "per_aio.csv");
   REQUIRE(per_aio.rows.size() == 3);
   const auto cell = [&](const char* column) {
-    REQUIRE(per_aio.column(column) >= 0);
-    return std::stod(per_aio.rows[0][std::size_t(per_aio.column(column))]);
+    REQUIRE(per_aio.find(column));
+    return std::stod(std::string(per_aio.rows[0].fields[per_aio.require(column)]));
   };
   CHECK(cell("expected_accuracy") == Approx(0.44));
   CHECK(cell("expected_share_of_ceiling") == Approx(0.44 / 0.9));
@@ -473,7 +502,7 @@ TEST_CASE("read_stimulus_truth and the expected accuracies of evaluate_run", "[s
 
   SECTION("no file: nothing read, nothing changed") {
     ev::GroundTruth t = hand_truth();
-    CHECK(ev::read_stimulus_truth(dir / "none.csv", t) == 0);
+    CHECK(data::read_stimulus_truth(dir / "none.csv", t) == 0);
     CHECK(t.at("1").stimulus_probabilities.empty());
   }
   SECTION("bad files name file, line and column") {
@@ -481,7 +510,7 @@ TEST_CASE("read_stimulus_truth and the expected accuracies of evaluate_run", "[s
     const auto message = [&](const std::string& text) {
       write(dir / "bad.csv", text);
       try {
-        ev::read_stimulus_truth(dir / "bad.csv", t);
+        data::read_stimulus_truth(dir / "bad.csv", t);
       } catch (const vitiq::FormatError& x) {
         return std::string(x.what());
       }
@@ -495,6 +524,6 @@ TEST_CASE("read_stimulus_truth and the expected accuracies of evaluate_run", "[s
           bad + ":2: column 'obs1_p1': '1.5' is not a probability");
     CHECK(message("image,obs1_p1,obs1_p2,obs1_p3,obs1_p4,obs1_p5\ng.jpeg,0.5,0.4,0,0,0\n").rfind(
               bad + ":2: observer 1's probabilities sum to 0.9", 0) == 0);
-    CHECK(message("file,obs1_p1\n") == bad + ":1: missing column 'image'");
+    CHECK(message("file,obs1_p1\n").rfind(bad + ":1: missing column 'image'", 0) == 0);
   }
 }

@@ -200,19 +200,18 @@ inline void study(const std::uint8_t* data, std::size_t size) {
   put_file(dir / "ground_truth.json", parts[2]);
   put_file(dir / "run" / "metrics.csv", parts[3]);
   try {
-    const vitiq::eval::Study s = vitiq::eval::read_study(dir);
+    const vitiq::data::Study s = vitiq::data::read_study(dir);
     for (const auto& r : s.ratings) {
       if (r.vote < 1 || r.vote > 5) violated("read_study kept a vote outside 1..5");
-      (void)vitiq::eval::jpeg_band(r.image);
-      (void)vitiq::eval::jpeg_quality(r.image);
+      if (!s.split.part(r.image)) violated("read_study kept a rating without a split");
+      (void)vitiq::data::parse_stimulus_name(r.image);
     }
-    (void)vitiq::eval::study_observers(s);
-    (void)vitiq::eval::test_images(s);
-    for (const auto& o : vitiq::eval::study_observers(s)) (void)vitiq::eval::self_agreement(s, o);
+    (void)s.test_images();
+    for (const auto& o : s.observers()) (void)vitiq::data::self_agreement(s.ratings, o);
   } catch (const vitiq::Error&) {
   }
   try {
-    (void)vitiq::eval::read_ground_truth(dir / "ground_truth.json");
+    (void)vitiq::data::read_ground_truth(dir / "ground_truth.json");
   } catch (const vitiq::Error&) {
   }
   try {

@@ -53,6 +53,7 @@
 
 #include "vitiq/cpu/rng.hpp"
 #include "vitiq/data/csv.hpp"
+#include "vitiq/data/ground_truth.hpp"
 #include "vitiq/data/observers.hpp"
 #include "vitiq/data/quality.hpp"
 #include "vitiq/data/ratings.hpp"
@@ -864,7 +865,7 @@ inline StudySummary build_study(const BuildOptions& opt_in) {
                                      "region_width", "psnr_rgb", "psnr_y", "psnr_b", "content_psnr_b"};
     if (opt.regional) head.insert(head.end(), {"psnr_b_centre", "content_psnr_b_centre"});
     for (const auto& os : sum.observers)
-      for (int k = 1; k <= 5; ++k) head.push_back("obs" + os.id + "_p" + std::to_string(k));
+      for (int k = 1; k <= 5; ++k) head.push_back(stimulus_truth_column(os.id, k));
     std::string text = csv_line(head);
     for (std::size_t i = 0; i < n_stim; ++i) {
       const StimulusInfo& s = sum.stimuli[i];
@@ -982,10 +983,8 @@ inline StudySummary build_study(const BuildOptions& opt_in) {
       json::Value e = json::Value::make_object();
       e.set("share", detail::shares_json(os.fit.share));
       e.set("max_share_error", num(os.fit.max_share_error));
-      e.set("self_agreement_exact", num(os.expected_agreement.exact));
       e.set("self_agreement_within_one", num(os.expected_agreement.within_one));
       e.set("self_agreement_rmse", num(os.expected_agreement.rmse));
-      x.set("expected", std::move(e));
       json::Value r = json::Value::make_object();
       r.set("ratings", num(double(os.ratings)));
       r.set("share", detail::shares_json(os.realised_share));
@@ -995,12 +994,16 @@ inline StudySummary build_study(const BuildOptions& opt_in) {
       x.set("realised", std::move(r));
       json::Value te = json::Value::make_object();
       te.set("stimuli", num(double(os.test_stimuli)));
-      te.set("bayes_ceiling", num(os.bayes_ceiling));
       te.set("most_probable_vote_accuracy", num(os.test_accuracy_of_mode));
-      te.set("q_lookup_accuracy", num(os.q_lookup_accuracy));
+      GroundTruthObserver truth;  // the fields vitiq-eval reads back (ground_truth.hpp)
+      truth.expected_self_agreement = os.expected_agreement.exact;
+      truth.bayes_ceiling = os.bayes_ceiling;
+      truth.q_lookup_accuracy = os.q_lookup_accuracy;
+      put_observer_truth(e, te, truth);
       te.set("q_lookup_expected_accuracy", num(os.q_lookup_expected));
       te.set("band_lookup_accuracy", num(os.band_lookup_accuracy));
       te.set("band_lookup_expected_accuracy", num(os.band_lookup_expected));
+      x.set("expected", std::move(e));
       x.set("test", std::move(te));
       obs.push_back(std::move(x));
     }

@@ -150,8 +150,11 @@ inline SelfAgreement self_agreement(std::span<const Rating> ratings, std::string
   return detail::agreement_of(pairs);
 }
 
-/// @brief Self-agreement of one observer over all repeats: for every image the observer rated in
-/// more than one session, every pair of its votes from different sessions.
+/// @brief Self-agreement of one observer over all repeats, by the test-retest rule: for every image
+/// the observer rated in more than one session, every pair of its votes from two different
+/// sessions (votes within one session cannot pair: a study reader refuses a second vote of one
+/// observer on one image in one session). This is the one self-agreement of vitiq: vitiq-eval's
+/// baseline, vitiq-make-dataset's realised agreement and vitiq-import's report all use it.
 inline SelfAgreement self_agreement(std::span<const Rating> ratings, std::string_view observer) {
   std::map<std::string, std::vector<std::pair<int, int>>> by_image;  // image -> (session, vote)
   for (const auto& r : ratings)

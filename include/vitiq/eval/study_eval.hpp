@@ -11,17 +11,16 @@
 // probabilities from anywhere (PyTorch, another program) the same way:
 // @code
 // namespace ev = vitiq::eval;
-// const ev::Study study = ev::read_study("study");
+// const vitiq::data::Study study = vitiq::data::read_study("study");
 // std::vector<ev::ModelPredictions> preds;   // one per AIO: images [N], probabilities [N, 5]
 // ...                                        // fill from vitiq::predict_probabilities
-// const ev::StudyEvaluation e = ev::evaluate_run(study, preds, ev::read_ground_truth("study/ground_truth.json"));
+// const ev::StudyEvaluation e = ev::evaluate_run(study, preds, vitiq::data::read_ground_truth("study/ground_truth.json"));
 // ev::write_report(e, "report");
 // std::fputs(ev::format_table(e).c_str(), stdout);
 // @endcode
 //
-// Study layout (as vitiq-train reads it): images/ (file names `<id><source>_I<band>_Q<q>.jpeg`),
-// ratings.csv (long format, columns image,observer,session,vote; more allowed), split.csv
-// (columns image,split with split train|val|test; more allowed), optionally ground_truth.json.
+// Study layout: data/study.hpp (images/, ratings.csv, split.csv; file names
+// `<id><source>_I<band>_Q<q>.jpeg` give band and Q), optionally ground_truth.json (data/ground_truth.hpp).
 // Run layout (vitiq-train --out RUNS): RUNS/aio0/ and RUNS/observer_<id>/, each with
 // best.safetensors and metrics.csv (iterative mode: session_<s>/metrics.csv per session).
 //
@@ -47,6 +46,11 @@
 #include <utility>
 #include <vector>
 
+#include "vitiq/data/csv.hpp"
+#include "vitiq/data/ground_truth.hpp"
+#include "vitiq/data/ratings.hpp"
+#include "vitiq/data/stats.hpp"
+#include "vitiq/data/study.hpp"
 #include "vitiq/error.hpp"
 #include "vitiq/eval/metrics.hpp"
 #include "vitiq/eval/report.hpp"
@@ -55,404 +59,14 @@
 namespace vitiq::eval {
 
 // ---------------------------------------------------------------------------------------------
-// The study
+// The study, its ground truth and self-agreement are vitiq::data's (data/study.hpp,
+// data/ground_truth.hpp, data/stats.hpp): one definition that every program uses.
 
-/// @brief One row of ratings.csv: observer `observer` gave `vote` (1..K) to `image` in `session`.
-struct Rating {
-  std::string image;     ///< file name under images/
-  std::string observer;  ///< observer id as written in ratings.csv
-  int session = 0;       ///< session number (repeated sessions re-rate the same stimuli)
-  int vote = 0;          ///< 1..K
-};
-
-/// @brief A per-observer study in memory: its ratings and its split.
-struct Study {
-  std::vector<Rating> ratings;                ///< every vote, in file order
-  std::map<std::string, std::string> split;   ///< image -> "train" | "val" | "test"
-};
-
-/// @brief Order of observer ids: numerically when both are integers ("2" < "10"), else as text.
-inline bool observer_less(const std::string& a, const std::string& b) {
-  const auto numeric = [](const std::string& s) {
-    return !s.empty() && s.size() < 18 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
-  };
-  if (numeric(a) && numeric(b)) return std::stoll(a) < std::stoll(b);
-  return a < b;
-}
-
-/// @brief The distinct observer ids of a study, ordered by observer_less().
-inline std::vector<std::string> study_observers(const Study& study) {
-  std::set<std::string> ids;
-  for (const auto& r : study.ratings) ids.insert(r.observer);
-  std::vector<std::string> out(ids.begin(), ids.end());
-  std::sort(out.begin(), out.end(), observer_less);
-  return out;
-}
-
-/// @brief The test stimuli: images whose split is "test" and that someone rated, sorted by name.
-inline std::vector<std::string> test_images(const Study& study) {
-  std::set<std::string> names;
-  for (const auto& r : study.ratings) {
-    const auto it = study.split.find(r.image);
-    if (it != study.split.end() && it->second == "test") names.insert(r.image);
-  }
-  return {names.begin(), names.end()};
-}
-
-namespace detail {
-
-/// @brief The number after the last `tag` (e.g. "_Q") in `name` that is followed by digits and
-/// then '.', '_' or the end of the name; -1 when there is none.
-inline int tagged_number(std::string_view name, std::string_view tag) {
-  for (std::size_t end = name.size(); end >= tag.size();) {
-    const std::size_t at = name.rfind(tag, end - tag.size());
-    if (at == std::string_view::npos) break;
-    std::size_t i = at + tag.size();
-    long v = 0;
-    while (i < name.size() && std::isdigit(static_cast<unsigned char>(name[i])) && v < 1000000) v = v * 10 + (name[i++] - '0');
-    if (i > at + tag.size() && (i == name.size() || name[i] == '.' || name[i] == '_')) return int(v);
-    if (at == 0) break;
-    end = at + tag.size() - 1;
-  }
-  return -1;
-}
-
-}  // namespace detail
-
-/// @brief The JPEG quality factor Q of an original-form file name `<id><source>_I<band>_Q<q>.jpeg`
-/// (the digits after the last "_Q" followed by digits and '.', '_' or the end); -1 when absent.
-inline int jpeg_quality(std::string_view name) { return detail::tagged_number(name, "_Q"); }
-
-/// @brief The compression band of an original-form file name (the digits after the last "_I"
-/// followed by digits and '_', '.' or the end); 0 when absent.
-inline int jpeg_band(std::string_view name) { return std::max(0, detail::tagged_number(name, "_I")); }
-
-namespace detail {
-
-/// @brief One CSV line split into fields (RFC 4180 quotes; a CR is dropped).
-inline std::vector<std::string> split_csv_fields(const std::string& line) {
-  std::vector<std::string> out;
-  std::string cur;
-  bool quoted = false;
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') cur += '"', ++i;
-      else if (c == '"') quoted = false;
-      else cur += c;
-    } else if (c == '"') quoted = true;
-    else if (c == ',') out.push_back(std::move(cur)), cur.clear();
-    else if (c != '\r') cur += c;
-  }
-  out.push_back(std::move(cur));
-  return out;
-}
-
-/// @brief A CSV file with a header line, as rows of fields, plus the column index of each name.
-struct CsvTable {
-  std::vector<std::string> header;
-  std::vector<std::vector<std::string>> rows;
-  std::vector<int> line;  ///< the 1-based file line of each row (for messages)
-  /// Column index of `name`, -1 when absent.
-  int column(std::string_view name) const {
-    for (std::size_t i = 0; i < header.size(); ++i) if (header[i] == name) return int(i);
-    return -1;
-  }
-};
-
-/// @brief Read a CSV file with a header (a UTF-8 BOM is skipped, empty lines ignored). Throws
-/// IoError when it cannot be opened, FormatError (file:line) on a row of the wrong width or when
-/// a `required` column is missing.
-inline CsvTable read_csv_table(const std::filesystem::path& path, std::initializer_list<std::string_view> required = {}) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(path.string() + ": cannot open");
-  CsvTable t;
-  std::string line;
-  if (!std::getline(in, line)) throw FormatError(path.string() + ":1: empty file, expected a header");
-  if (line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
-  t.header = split_csv_fields(line);
-  for (std::string_view r : required)
-    if (t.column(r) < 0) throw FormatError(path.string() + ":1: missing column '" + std::string(r) + "'");
-  for (int n = 2; std::getline(in, line); ++n) {
-    if (line.empty() || line == "\r") continue;
-    auto f = split_csv_fields(line);
-    if (f.size() != t.header.size())
-      throw FormatError(path.string() + ":" + std::to_string(n) + ": " + std::to_string(f.size()) +
-                        " fields, the header has " + std::to_string(t.header.size()));
-    t.rows.push_back(std::move(f));
-    t.line.push_back(n);
-  }
-  return t;
-}
-
-/// @brief The whole of `s` as an int, or false.
-inline bool parse_int(const std::string& s, int& out) {
-  try {
-    std::size_t used = 0;
-    const int v = std::stoi(s, &used);
-    if (used != s.size()) return false;
-    out = v;
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
-
-/// @brief The whole of `s` as a double (NaN for an empty field or "nan"), or false.
-inline bool parse_double(const std::string& s, double& out) {
-  if (s.empty() || s == "nan" || s == "NaN") return out = kNaN, true;
-  try {
-    std::size_t used = 0;
-    const double v = std::stod(s, &used);
-    if (used != s.size()) return false;
-    out = v;
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
-
-}  // namespace detail
-
-/// @brief Read a study folder: `dir`/ratings.csv (columns image, observer, session, vote) and
-/// `dir`/split.csv (columns image, split). Images are not opened.
-/// @param K number of vote classes; every vote must lie in 1..K
-/// @throws IoError when a file cannot be opened; FormatError (naming file and line) on a missing
-/// column, a non-integer session or vote, a vote outside 1..K, a rated image without a split, or
-/// no ratings at all.
-inline Study read_study(const std::filesystem::path& dir, int K = 5) {
-  Study s;
-  const auto rpath = dir / "ratings.csv", spath = dir / "split.csv";
-  const auto split = detail::read_csv_table(spath, {"image", "split"});
-  const int si = split.column("image"), ss = split.column("split");
-  for (const auto& row : split.rows) s.split[row[std::size_t(si)]] = row[std::size_t(ss)];
-  const auto ratings = detail::read_csv_table(rpath, {"image", "observer", "session", "vote"});
-  const auto ci = std::size_t(ratings.column("image")), co = std::size_t(ratings.column("observer")),
-             cs = std::size_t(ratings.column("session")), cv = std::size_t(ratings.column("vote"));
-  for (std::size_t i = 0; i < ratings.rows.size(); ++i) {
-    const auto& row = ratings.rows[i];
-    const std::string where = rpath.string() + ":" + std::to_string(ratings.line[i]) + ": ";
-    Rating r{row[ci], row[co], 0, 0};
-    if (!detail::parse_int(row[cs], r.session) || !detail::parse_int(row[cv], r.vote))
-      throw FormatError(where + "session and vote must be integers");
-    if (r.vote < 1 || r.vote > K)
-      throw FormatError(where + "vote " + std::to_string(r.vote) + " outside 1.." + std::to_string(K));
-    if (!s.split.count(r.image)) throw FormatError(where + "image '" + r.image + "' has no row in " + spath.string());
-    s.ratings.push_back(std::move(r));
-  }
-  if (s.ratings.empty()) throw FormatError(rpath.string() + ": no ratings");
-  return s;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Ground truth of a simulated study
-
-/// @brief What a simulated study knows about one observer (NaN where not given).
-struct GroundTruthObserver {
-  double bayes_ceiling = kNaN;            ///< best achievable exact accuracy on the test split
-  double expected_self_agreement = kNaN;  ///< expected exact agreement of two votes on one stimulus
-  double q_lookup_accuracy = kNaN;        ///< the generator's own image-blind Q look-up accuracy (test)
-  /// image -> the observer's true vote distribution on it [K] (read_stimulus_truth(); empty when
-  /// the study has no per-stimulus ground truth). With it, evaluate_run() separates a model's own
-  /// error from the sampling noise of the test votes.
-  std::map<std::string, std::vector<double>> stimulus_probabilities;
-};
-
-/// @brief Observer id -> ground truth. Empty when the study has none.
-using GroundTruth = std::map<std::string, GroundTruthObserver>;
-
-namespace detail {
-
-/// @brief Every number within `v` (depth <= 3) with the lower-cased path of keys leading to it.
-inline void numeric_leaves(const json::Value& v, const std::string& path, int depth,
-                           std::vector<std::pair<std::string, double>>& out) {
-  if (v.is_number()) {
-    out.emplace_back(path, v.as_number());
-  } else if (v.is_object() && depth < 3) {
-    for (const auto& [k, m] : v.as_object()) {
-      std::string key = k;
-      for (char& c : key) c = char(std::tolower(static_cast<unsigned char>(c)));
-      numeric_leaves(m, path.empty() ? key : path + "." + key, depth + 1, out);
-    }
-  }
-}
-
-/// @brief Whether `word` occurs in `path` bounded by its ends or by '.', '_', '-' or ' '.
-inline bool has_word(std::string_view path, std::string_view word) {
-  const auto boundary = [](char c) { return c == '.' || c == '_' || c == '-' || c == ' '; };
-  for (std::size_t at = path.find(word); at != std::string_view::npos; at = path.find(word, at + 1)) {
-    const std::size_t end = at + word.size();
-    if ((at == 0 || boundary(path[at - 1])) && (end == path.size() || boundary(path[end]))) return true;
-  }
-  return false;
-}
-
-/// @brief The best-matching number in [0, 1] among `leaves` whose path contains one of `tokens`.
-/// Score: +4 when the path names the test split ("test" as a word), +1 for "exact" / "accuracy" /
-/// "acc", +3 for each word of `prefer`; -8 for another statistic (within, one, rmse, mae, std, sd,
-/// se, ci, ci95, count, pairs, n), -2 for another split (train, val, validation, all) unless the
-/// test split is named, -6 for each word of `avoid`. The highest score wins, the first of equal
-/// ones. NaN when none matches.
-inline double pick_leaf(const std::vector<std::pair<std::string, double>>& leaves,
-                        std::initializer_list<std::string_view> tokens, std::initializer_list<std::string_view> prefer = {},
-                        std::initializer_list<std::string_view> avoid = {}) {
-  double best = kNaN;
-  int best_score = -1000;
-  for (const auto& leaf : leaves) {  // (no structured binding: clang 14 cannot capture one)
-    const std::string& path = leaf.first;
-    const double value = leaf.second;
-    if (!std::any_of(tokens.begin(), tokens.end(), [&](std::string_view t) { return path.find(t) != std::string::npos; }))
-      continue;
-    if (!(value >= 0 && value <= 1)) continue;
-    const auto has = [&](std::string_view w) { return has_word(path, w); };
-    int score = 0;
-    if (has("test")) score += 4;
-    if (has("exact") || has("accuracy") || has("acc")) score += 1;
-    for (std::string_view w : prefer) if (has(w)) score += 3;
-    for (std::string_view w : avoid) if (has(w)) score -= 6;
-    for (std::string_view bad : {"within", "one", "rmse", "mae", "std", "sd", "se", "ci", "ci95", "count", "pairs", "n"})
-      if (has(bad)) score -= 8;
-    for (std::string_view other : {"train", "val", "validation", "all"})
-      if (has(other) && !has("test")) score -= 2;
-    if (score > best_score) best_score = score, best = value;
-  }
-  return best;
-}
-
-/// @brief The observer id of an array entry: its "id", "observer", "observer_id" or "name" member.
-inline std::string entry_id(const json::Value& v) {
-  for (std::string_view key : {"id", "observer_id", "observer", "name"})
-    if (const json::Value* m = v.find(key)) {
-      if (m->is_string()) return m->as_string();
-      if (m->is_number()) {
-        const double d = m->as_number();
-        if (d == std::floor(d) && std::abs(d) < 1e15) return std::to_string(static_cast<long long>(d));
-      }
-    }
-  return {};
-}
-
-}  // namespace detail
-
-/// @brief Read the per-observer ground truth from a parsed ground_truth.json, defensively (its
-/// exact schema belongs to the data generator, vitiq-make-dataset).
-///
-/// The first top-level member whose key contains "observer" (e.g. "observers"), or else the top
-/// level itself, is either an object keyed by observer id or an array of objects naming their id
-/// in "id" / "observer_id" / "observer" / "name". In each observer's entry (nested objects up to
-/// depth 3 searched; key paths lower-cased and joined by '.'), numbers in [0, 1] are matched:
-///  - Bayes ceiling: a path containing "ceiling" (preferring "bayes");
-///  - expected self-agreement: a path containing "self" and "agree", preferring "expected" and
-///    avoiding "target" / "realised" / "realized" / "measured";
-///  - Q look-up accuracy: a path containing "q_lookup" / "qlookup" / "q-lookup" / "lookup",
-///    avoiding "band" (the band look-up) and "expected" (the expected rather than realised one);
-/// among several candidates, the one naming the test split and exact accuracy wins (pick_leaf()).
-/// So the generator's {"observers": [{"id": "1", "expected": {"self_agreement_exact": ..},
-/// "test": {"bayes_ceiling": .., "q_lookup_accuracy": ..}}]} is read as intended, and so are
-/// flatter forms ({"observers": {"1": {"bayes_ceiling": ..}}}). Entries with none of the three
-/// are left out; unknown shapes give an empty result.
-///
-/// This is the one place to adapt when the generator's key names change.
-inline GroundTruth parse_ground_truth(const json::Value& root) {
-  GroundTruth out;
-  const json::Value* obs = nullptr;
-  // "observers" itself first: the generator also writes "observer_model" (the model's description).
-  if (root.is_object()) obs = root.find("observers");
-  if (obs && !obs->is_object() && !obs->is_array()) obs = nullptr;
-  if (!obs && root.is_object())
-    for (const auto& [k, v] : root.as_object()) {
-      std::string key = k;
-      for (char& c : key) c = char(std::tolower(static_cast<unsigned char>(c)));
-      if (key.find("observer") != std::string::npos && (v.is_object() || v.is_array())) { obs = &v; break; }
-    }
-  if (!obs) obs = &root;
-  const auto add = [&](const std::string& id, const json::Value& entry) {
-    if (id.empty() || !entry.is_object()) return;
-    std::vector<std::pair<std::string, double>> leaves;
-    detail::numeric_leaves(entry, "", 0, leaves);
-    GroundTruthObserver g;
-    g.bayes_ceiling = detail::pick_leaf(leaves, {"ceiling"}, {"bayes"});
-    std::vector<std::pair<std::string, double>> self;
-    for (const auto& l : leaves)
-      if (l.first.find("self") != std::string::npos && l.first.find("agree") != std::string::npos) self.push_back(l);
-    g.expected_self_agreement = detail::pick_leaf(self, {"self"}, {"expected"}, {"target", "realised", "realized", "measured"});
-    g.q_lookup_accuracy = detail::pick_leaf(leaves, {"q_lookup", "qlookup", "q-lookup", "lookup"}, {}, {"band", "expected"});
-    if (!std::isnan(g.bayes_ceiling) || !std::isnan(g.expected_self_agreement) || !std::isnan(g.q_lookup_accuracy))
-      out[id] = g;
-  };
-  if (obs->is_object()) {
-    for (const auto& [k, v] : obs->as_object()) {
-      std::string id = detail::entry_id(v);
-      add(id.empty() ? k : id, v);
-    }
-  } else if (obs->is_array()) {
-    for (const auto& v : obs->as_array()) add(detail::entry_id(v), v);
-  }
-  return out;
-}
-
-/// @brief parse_ground_truth() of the file at `path`; an empty result when the file does not
-/// exist. Throws IoError when it exists but cannot be read, FormatError when it is not JSON.
-inline GroundTruth read_ground_truth(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return {};
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(path.string() + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_ground_truth(json::parse(ss.str(), path.string()));
-}
-
-/// @brief Add the per-stimulus ground truth of a simulated study to `truth`: the CSV at `path`
-/// (vitiq-make-dataset's ground_truth_stimuli.csv) has a column "image" and, per observer id, the
-/// columns obs<id>_p1 .. obs<id>_p<K> with that observer's probability of each vote on the image.
-/// Observers missing from `truth` are added. Returns the number of observers read (0 when the file
-/// does not exist, `truth` then unchanged).
-/// @throws IoError when the file exists but cannot be read; FormatError naming file, line and
-/// column for a missing "image" column, an incomplete set of obs<id>_p columns, a field that is not
-/// a number, a probability outside [0, 1] or a row whose probabilities do not sum to 1 (+-1e-3).
-inline std::size_t read_stimulus_truth(const std::filesystem::path& path, GroundTruth& truth, int K = 5) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return 0;
-  const auto t = detail::read_csv_table(path, {"image"});
-  const std::size_t ci = std::size_t(t.column("image"));
-  std::map<std::string, std::vector<int>> columns;  // observer id -> column of p_1 .. p_K (-1 missing)
-  for (std::size_t c = 0; c < t.header.size(); ++c) {
-    const std::string& h = t.header[c];
-    const auto p = h.rfind("_p");
-    int k = 0;
-    if (h.rfind("obs", 0) != 0 || p == std::string::npos || p <= 3 || !detail::parse_int(h.substr(p + 2), k) || k < 1 || k > K)
-      continue;
-    auto& cols = columns[h.substr(3, p - 3)];
-    cols.resize(std::size_t(K), -1);
-    cols[std::size_t(k - 1)] = int(c);
-  }
-  for (const auto& [id, cols] : columns)
-    for (int k = 0; k < K; ++k)
-      if (cols[std::size_t(k)] < 0)
-        throw FormatError(path.string() + ":1: observer " + id + " has no column 'obs" + id + "_p" + std::to_string(k + 1) + "'");
-  std::map<std::string, std::map<std::string, std::vector<double>>> read;
-  for (std::size_t i = 0; i < t.rows.size(); ++i) {
-    const auto& row = t.rows[i];
-    const std::string where = path.string() + ":" + std::to_string(t.line[i]) + ": ";
-    for (const auto& [id, cols] : columns) {
-      std::vector<double> p(static_cast<std::size_t>(K));
-      double sum = 0;
-      for (int k = 0; k < K; ++k) {
-        const std::string& field = row[std::size_t(cols[std::size_t(k)])];
-        const std::string name = t.header[std::size_t(cols[std::size_t(k)])];
-        if (!detail::parse_double(field, p[std::size_t(k)]) || !(p[std::size_t(k)] >= 0 && p[std::size_t(k)] <= 1))
-          throw FormatError(where + "column '" + name + "': '" + field + "' is not a probability");
-        sum += p[std::size_t(k)];
-      }
-      if (std::abs(sum - 1) > 1e-3)
-        throw FormatError(where + "observer " + id + "'s probabilities sum to " + std::to_string(sum) + ", not 1");
-      read[id][row[ci]] = std::move(p);
-    }
-  }
-  for (auto& [id, m] : read) truth[id].stimulus_probabilities = std::move(m);
-  return columns.size();
-}
+using data::GroundTruth;
+using data::GroundTruthObserver;
+using data::observer_less;
+using data::SelfAgreement;
+using data::Study;
 
 // ---------------------------------------------------------------------------------------------
 // The runs
@@ -520,27 +134,28 @@ inline TrainingCurve read_training_curve(const std::filesystem::path& dir) {
   } else if (fs::is_directory(dir, ec)) {
     for (const auto& e : fs::directory_iterator(dir)) {
       const std::string name = e.path().filename().string();
-      int s = 0;
-      if (name.rfind("session_", 0) == 0 && detail::parse_int(name.substr(8), s) &&
-          fs::is_regular_file(e.path() / "metrics.csv", ec))
-        files.emplace_back(s, e.path() / "metrics.csv");
+      const auto s = name.rfind("session_", 0) == 0 ? data::parse_int(std::string_view(name).substr(8)) : std::nullopt;
+      if (s && *s >= 0 && *s <= 1000000 && fs::is_regular_file(e.path() / "metrics.csv", ec))
+        files.emplace_back(int(*s), e.path() / "metrics.csv");
     }
     std::sort(files.begin(), files.end());
   }
   TrainingCurve curve;
   double offset = 0;
   for (std::size_t f = 0; f < files.size(); ++f) {
-    const auto t = detail::read_csv_table(files[f].second, {"epoch"});
+    const data::CsvTable t = data::read_csv_table(files[f].second);
+    const std::size_t epoch_column = t.require("epoch");
     if (f > 0) curve.session_starts.push_back(offset + 0.5), curve.session_ids.push_back(files[f].first);
     int last_epoch = 0;
-    for (std::size_t i = 0; i < t.rows.size(); ++i) {
+    for (const auto& row : t.rows) {
       EpochRecord r;
       r.session = files[f].first;
       const auto get = [&](const char* col, double& out) {
-        const int c = t.column(col);
-        if (c < 0) return;
-        if (!detail::parse_double(t.rows[i][std::size_t(c)], out))
-          throw FormatError(files[f].second.string() + ":" + std::to_string(t.line[i]) + ": column '" + col + "' is not a number");
+        const auto c = t.find(col);
+        if (!c) return;
+        const auto v = data::parse_double(row.fields[*c]);
+        if (!v) throw FormatError(t.where(row) + "column '" + col + "' is not a number");
+        out = *v;
       };
       double epoch = 0, best = 0;
       get("epoch", epoch);
@@ -551,8 +166,8 @@ inline TrainingCurve read_training_curve(const std::filesystem::path& dir) {
       get("val_accuracy", r.val_accuracy);
       get("best", best);
       if (!(std::abs(epoch) <= 1e9))  // NaN, inf, 1e300: converting those to int is undefined
-        throw FormatError(files[f].second.string() + ":" + std::to_string(t.line[i]) + ": epoch '" +
-                          t.rows[i][std::size_t(t.column("epoch"))] + "' is not an epoch number");
+        throw FormatError(t.where(row) + "epoch '" + std::string(data::trim(row.fields[epoch_column])) +
+                          "' is not an epoch number");
       r.epoch = int(epoch);
       r.best = best == 1;
       r.x = offset + epoch;
@@ -575,41 +190,6 @@ struct ModelPredictions {
   std::vector<double> probabilities; ///< [N, K] row-major: P(vote k+1 | image i), rows sum to 1
 };
 
-/// @brief Agreement of an observer with themself over pairs of votes on the same stimulus.
-struct SelfAgreement {
-  std::size_t pairs = 0;     ///< number of vote pairs (a stimulus rated r times gives r(r-1)/2)
-  double exact = kNaN;       ///< fraction of pairs with equal votes
-  double within_one = kNaN;  ///< fraction of pairs differing by at most 1
-  double rmse = kNaN;        ///< sqrt(mean squared difference of the two votes)
-};
-
-/// @brief Self-agreement of `observer` over every stimulus they rated more than once (any split;
-/// a real study repeats a training session): every pair of their votes on one stimulus counts.
-/// All NaN (pairs = 0) when nothing was repeated.
-inline SelfAgreement self_agreement(const Study& study, const std::string& observer) {
-  std::map<std::string, std::vector<int>> votes;
-  for (const auto& r : study.ratings)
-    if (r.observer == observer) votes[r.image].push_back(r.vote);
-  SelfAgreement a;
-  std::size_t exact = 0, within = 0;
-  double sq = 0;
-  for (const auto& [image, v] : votes)
-    for (std::size_t i = 0; i < v.size(); ++i)
-      for (std::size_t j = i + 1; j < v.size(); ++j) {
-        const int d = v[i] - v[j];
-        ++a.pairs;
-        exact += d == 0;
-        within += d >= -1 && d <= 1;
-        sq += double(d) * d;
-      }
-  if (a.pairs) {
-    a.exact = double(exact) / double(a.pairs);
-    a.within_one = double(within) / double(a.pairs);
-    a.rmse = std::sqrt(sq / double(a.pairs));
-  }
-  return a;
-}
-
 /// @brief The image-blind baselines of one observer, scored on their test votes.
 struct ObserverBaselines {
   std::string observer;            ///< the observer id
@@ -621,7 +201,7 @@ struct ObserverBaselines {
   std::map<int, int> q_table;      ///< fitted Q -> vote
   std::vector<int> q_predictions;  ///< [N] the look-up's vote per test stimulus (0 if unavailable)
   ClassificationReport q_lookup{}; ///< the Q look-up (QLookup fit on the train votes)
-  SelfAgreement self;              ///< self_agreement()
+  SelfAgreement self;              ///< data::self_agreement(): the test-retest rule
   GroundTruthObserver truth;       ///< from ground_truth.json, NaN when absent
   /// With per-stimulus ground truth (truth.stimulus_probabilities covering every test stimulus the
   /// observer rated), else NaN: the Bayes predictor (arg-max of the true vote distribution) scored
@@ -703,16 +283,17 @@ inline constexpr int kBands = 5;
 /// @brief Evaluate a run: every model against its observer and against every observer, the
 /// panel, and the baselines.
 ///
-/// @param study  the ratings and split (read_study())
+/// @param study  the ratings and split (data::read_study())
 /// @param models one entry per model; each must give probabilities for every test image
-///               (test_images(study)); extra images are ignored
+///               (study.test_images()); extra images are ignored
 /// @param truth  ground truth of a simulated study (read_ground_truth()), may be empty
 /// @param K      number of vote classes
 ///
-/// Per observer o (study_observers() order): the test votes are all of o's votes on test
+/// Per observer o (study.observers() order): the test votes are all of o's votes on test
 /// stimuli (every session); the majority vote and the Q look-up (QLookup: most frequent vote per
 /// JPEG Q, nearest Q for unseen ones) are fit on o's train-split votes and scored like a model
-/// (its expected vote = its vote); self-agreement as self_agreement().
+/// (its expected vote = its vote); self-agreement as data::self_agreement() (pairs of votes
+/// on one stimulus from two different sessions: the test-retest rule).
 /// Per model: arg-max and expected vote per test stimulus; evaluate_votes() against the
 /// observer's votes (the prediction repeated for each vote), or for AIO0 against the band.
 /// Cross: exact accuracy of every model against every observer. Panel: the per-observer AIOs'
@@ -725,14 +306,20 @@ inline StudyEvaluation evaluate_run(const Study& study, std::span<const ModelPre
   if (K < 2) throw std::invalid_argument("vitiq::eval::evaluate_run: K = " + std::to_string(K) + " < 2");
   StudyEvaluation ev;
   ev.K = K;
-  ev.test_images = test_images(study);
-  ev.observers = study_observers(study);
+  ev.test_images = study.test_images();
+  ev.observers = study.observers();
+  // Band and Q of a stimulus name (data::parse_stimulus_name); -1 / 0 when the name carries none.
+  const auto name_q = [](std::string_view name) {
+    const auto n = data::parse_stimulus_name(name);
+    return n.original_form ? n.q : -1;
+  };
+  const auto name_band = [](std::string_view name) { return data::parse_stimulus_name(name).band; };
   const std::size_t N = ev.test_images.size(), O = ev.observers.size(), k = std::size_t(K);
   std::map<std::string, std::size_t> test_index, obs_index;
   for (std::size_t s = 0; s < N; ++s) {
     test_index[ev.test_images[s]] = s;
-    ev.test_q.push_back(jpeg_quality(ev.test_images[s]));
-    ev.test_band.push_back(jpeg_band(ev.test_images[s]));
+    ev.test_q.push_back(name_q(ev.test_images[s]));
+    ev.test_band.push_back(name_band(ev.test_images[s]));
   }
   for (std::size_t o = 0; o < O; ++o) obs_index[ev.observers[o]] = o;
 
@@ -743,16 +330,15 @@ inline StudyEvaluation evaluate_run(const Study& study, std::span<const ModelPre
   ev.distribution.assign(O, std::vector<std::vector<long>>(kBands, std::vector<long>(k, 0)));
   for (const auto& r : study.ratings) {
     const std::size_t o = obs_index.at(r.observer);
-    const auto sp = study.split.find(r.image);
-    const std::string split = sp == study.split.end() ? std::string() : sp->second;
-    if (split == "test") by_session[o][test_index.at(r.image)].emplace_back(r.session, r.vote);
-    if (split == "train") {
+    const auto part = study.split.part(r.image);
+    if (part == data::Part::test) by_session[o][test_index.at(r.image)].emplace_back(r.session, r.vote);
+    if (part == data::Part::train) {
       train_votes[o].push_back(r.vote);
-      const int q = jpeg_quality(r.image);
+      const int q = name_q(r.image);
       train_q[o].push_back(q);
       if (q < 0) train_q_ok[o] = false;
     }
-    const int band = jpeg_band(r.image);
+    const int band = name_band(r.image);
     if (band >= 1 && band <= kBands && r.vote >= 1 && r.vote <= K) ++ev.distribution[o][std::size_t(band - 1)][std::size_t(r.vote - 1)];
   }
   ev.test_votes.assign(O, std::vector<std::vector<int>>(N));
@@ -808,7 +394,7 @@ inline StudyEvaluation evaluate_run(const Study& study, std::span<const ModelPre
       b.q_lookup = evaluate_votes({}, {}, {}, K);
     }
     if (train_votes[o].empty()) b.majority = evaluate_votes({}, {}, {}, K);
-    b.self = self_agreement(study, b.observer);
+    b.self = data::self_agreement(study.ratings, b.observer);
     if (const auto it = truth.find(b.observer); it != truth.end()) b.truth = it->second;
     if (const auto& sp = b.truth.stimulus_probabilities; !sp.empty() && !tv.empty()) {
       double realized = 0, expected = 0, lookup = 0;

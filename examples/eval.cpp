@@ -20,8 +20,12 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "plot/figures.hpp"
+#include "vitiq/data/ground_truth.hpp"
+#include "vitiq/data/study.hpp"
 #include "vitiq/eval/study_eval.hpp"
+#include "vitiq/io/model_card.hpp"
 #include "vitiq/io/image.hpp"
 #include "vitiq/io/weights.hpp"
 #include "vitiq/train/stimulus_set.hpp"
@@ -36,66 +40,35 @@ namespace ev = vitiq::eval;
 
 namespace {
 
-constexpr const char* usage_text = R"(usage: vitiq-eval --data STUDY --runs RUNS --out REPORT [options]
-
-Evaluates every AIO of a training run on the study's test split, beside its baselines.
-
-required:
-  --data DIR      study folder: images/, ratings.csv, split.csv, optionally ground_truth.json
-  --runs DIR      run folder of vitiq-train: observer_<id>/best.safetensors, aio0/best.safetensors
-  --out DIR       report folder (created): summary.json, per_aio.csv, cross_accuracy.csv,
-                  panel.csv, mos_test.csv, confusion_<aio>.csv, predictions.csv and PNG figures
-options:
-  --preset NAME   model configuration of the weights: tiny, cifar, aio (default), iqa, seed
-  --tta N         views per tile: 1 (the tile as it is, default), 2 (also mirrored left-right,
-                  the flip of training crops), 8 (every symmetry of the square); a stimulus'
-                  probabilities are the mean over all its views
-  --threads N     OpenMP threads (default: all cores)
-  -h, --help      this text
-)";
-
 struct Args {
   fs::path data, runs, out;
-  std::string preset = "aio";
+  std::string preset;  // empty: the model card's preset, else aio
   int threads = 0;
   int tta = 1;
 };
 
-[[noreturn]] void usage_error(const std::string& what) {
-  std::fprintf(stderr, "vitiq-eval: %s (see --help)\n", what.c_str());
-  std::exit(2);
-}
-
 Args parse_args(int argc, char** argv) {
   Args a;
-  const auto need = [&](int& i) -> std::string {
-    if (i + 1 >= argc) usage_error(std::string("option ") + argv[i] + " needs a value");
-    return argv[++i];
-  };
-  for (int i = 1; i < argc; ++i) {
-    const std::string o = argv[i];
-    if (o == "-h" || o == "--help") { std::fputs(usage_text, stdout); std::exit(0); }
-    else if (o == "--data") a.data = need(i);
-    else if (o == "--runs") a.runs = need(i);
-    else if (o == "--out") a.out = need(i);
-    else if (o == "--preset") a.preset = need(i);
-    else if (o == "--tta") {
-      const std::string v = need(i);
-      if (v != "1" && v != "2" && v != "8") usage_error("--tta needs 1, 2 or 8, got '" + v + "'");
-      a.tta = std::stoi(v);
-    } else if (o == "--threads") {
-      const std::string v = need(i);
-      std::size_t used = 0;
-      try { a.threads = std::stoi(v, &used); } catch (...) { used = 0; }
-      if (used != v.size() || v.empty() || a.threads < 1) usage_error("--threads needs a positive integer, got '" + v + "'");
-    } else usage_error("unknown option '" + o + "'");
-  }
-  if (a.data.empty()) usage_error("--data is required");
-  if (a.runs.empty()) usage_error("--runs is required");
-  if (a.out.empty()) usage_error("--out is required");
-  bool known = false;
-  for (auto n : vitiq::preset_names) known |= n == a.preset;
-  if (!known) usage_error("unknown preset '" + a.preset + "'");
+  CLI::App app("Evaluates every AIO of a training run on the study's test split, beside its baselines.\n"
+               "Example: vitiq-eval --data study --runs runs --out report", "vitiq-eval");
+  app.add_option("--data", a.data, "study folder: images/, ratings.csv, split.csv, optionally ground_truth.json")
+      ->required();
+  app.add_option("--runs", a.runs, "run folder of vitiq-train: observer_<id>/best.safetensors, aio0/best.safetensors")
+      ->required();
+  app.add_option("--out", a.out,
+                 "report folder (created): summary.json, per_aio.csv, cross_accuracy.csv, panel.csv, mos_test.csv, "
+                 "confusion_<aio>.csv, predictions.csv and PNG figures")
+      ->required();
+  app.add_option("--preset", a.preset,
+                 "model configuration of the weights: tiny, cifar, aio, iqa, seed (default: the preset in the "
+                 "models' card, else aio)")
+      ->check(vitiq::cli::preset_name());
+  app.add_option("--tta", a.tta,
+                 "views per tile: 1 (the tile as it is, default), 2 (also mirrored left-right, the flip of training "
+                 "crops), 8 (every symmetry of the square); a stimulus' probabilities are the mean over all its views")
+      ->check(CLI::IsMember(std::vector<int>{1, 2, 8}));
+  app.add_option("--threads", a.threads, "OpenMP threads (default: all cores)")->check(CLI::PositiveNumber);
+  vitiq::cli::parse(app, argc, argv);
   return a;
 }
 
@@ -317,21 +290,21 @@ int run(const Args& a) {
   std::error_code fe;
   if (!fs::is_directory(a.data, fe)) throw vitiq::Error("study folder '" + a.data.string() + "' does not exist");
   if (!fs::is_directory(a.runs, fe)) throw vitiq::Error("run folder '" + a.runs.string() + "' does not exist");
-  const ev::Study study = ev::read_study(a.data);
+  const vitiq::data::Study study = vitiq::data::read_study(a.data);
   const std::vector<ev::ModelRun> runs = ev::find_models(a.runs);
   if (runs.empty())
     throw vitiq::Error("no AIOs found in '" + a.runs.string() + "' (expected observer_<id>/best.safetensors or aio0/best.safetensors)");
   const fs::path gt_path = a.data / "ground_truth.json";
-  ev::GroundTruth truth = ev::read_ground_truth(gt_path);
+  vitiq::data::GroundTruth truth = vitiq::data::read_ground_truth(gt_path);
   const fs::path gt_stimuli_path = a.data / "ground_truth_stimuli.csv";
-  const std::size_t stimulus_truth = ev::read_stimulus_truth(gt_stimuli_path, truth);
-  const std::vector<std::string> names = ev::test_images(study);
+  const std::size_t stimulus_truth = vitiq::data::read_stimulus_truth(gt_stimuli_path, truth);
+  const std::vector<std::string> names = study.test_images();
   if (names.empty()) throw vitiq::Error((a.data / "split.csv").string() + ": no rated stimulus has split 'test'");
 
   std::string list;
   for (const auto& r : runs) list += (list.empty() ? "" : ", ") + r.name;
   std::printf("vitiq-eval: %zu ratings, %zu observers, %zu test stimuli; %zu models (%s), preset %s\n", study.ratings.size(),
-              ev::study_observers(study).size(), names.size(), runs.size(), list.c_str(), a.preset.c_str());
+              study.observers().size(), names.size(), runs.size(), list.c_str(), a.preset.c_str());
   std::printf("ground truth: %s\n", fs::exists(gt_path, fe)
                                         ? (gt_path.string() + " (" + std::to_string(truth.size()) + " observers read)").c_str()
                                         : "none (no ground_truth.json: ceiling n/a)");
@@ -412,7 +385,15 @@ int main(int argc, char** argv) {
       }
       fs::remove(args.out / ".vitiq-write-test", ec);
     }
-    vitiq::dispatch_preset(args.preset, [&]<vitiq::Config C>() { rc = run<C>(args); });
+    Args a = args;
+    if (a.preset.empty()) {  // the preset the models were trained with, from their model card
+      std::error_code ec;
+      const auto runs = fs::is_directory(a.runs, ec) ? ev::find_models(a.runs) : std::vector<ev::ModelRun>{};
+      const auto card = runs.empty() ? std::nullopt : vitiq::read_model_card(runs.front().weights);
+      a.preset = card ? card->preset : "aio";
+    }
+    if (!vitiq::dispatch_preset(a.preset, [&]<vitiq::Config C>() { rc = run<C>(a); }))
+      throw vitiq::Error("the model card names an unknown preset '" + a.preset + "' (give --preset)");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vitiq-eval: %s\n", e.what());
     return 1;

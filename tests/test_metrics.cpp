@@ -661,6 +661,13 @@ TEST_CASE("CSV: quoting, atomic write, confusion", "[eval][report]") {
   CHECK(ev::csv_field("two\nlines") == "\"two\nlines\"");
   CHECK(ev::csv_field("cr\r") == "\"cr\r\"");
   CHECK(ev::csv_field(" padded") == "\" padded\"");
+  CHECK(ev::csv_field("tab\t") == "\"tab\t\"");  // the reader trims edge tabs: quoted, they survive
+  // The report writer is the study tables' writer: what it writes, data::parse_csv reads back.
+  const std::vector<std::string> odd{" lead", "tab\t", "a,b", "q\"q", "two\nlines", ""};
+  const auto back = vitiq::data::parse_csv(ev::csv_line(odd), "odd.csv");
+  REQUIRE(back.size() == 1);
+  REQUIRE(back[0].fields.size() == odd.size());
+  for (std::size_t i = 0; i < odd.size(); ++i) CHECK(back[0].fields[i] == odd[i]);
 
   const auto dir = scratch_dir("csv");
   const auto path = dir / "report.csv";

@@ -194,11 +194,12 @@ inline CsvTable read_csv_table(const std::filesystem::path& path) {
                          path.string());
 }
 
-/// @brief A field as CSV text: quoted (with "" for ") when it holds a comma, a quote, a line
-/// break or leading/trailing spaces; otherwise unchanged.
+/// @brief A field as CSV text (RFC 4180): quoted (with "" for ") when it holds a comma, a quote, a
+/// line break, or starts or ends with a space or tab (which the reader would trim); otherwise
+/// unchanged. The one CSV writer of vitiq: study tables and evaluation reports alike.
 inline std::string csv_field(std::string_view s) {
-  const bool quote = s.find_first_of(",\"\r\n") != std::string_view::npos ||
-                     (!s.empty() && (s.front() == ' ' || s.back() == ' '));
+  const auto edge = [](char c) { return c == ' ' || c == '\t'; };
+  const bool quote = s.find_first_of(",\"\r\n") != std::string_view::npos || (!s.empty() && (edge(s.front()) || edge(s.back())));
   if (!quote) return std::string(s);
   std::string out = "\"";
   for (char c : s) {

@@ -1,4 +1,4 @@
-// vitiq/eval/report.hpp -- machine-readable evaluation reports: CSV files (RFC 4180 quoting,
+// vitiq/eval/report.hpp -- machine-readable evaluation reports: CSV files (data/csv.hpp's RFC 4180 quoting,
 // written atomically), a ClassificationReport as a JSON object, and confusion matrices as CSV.
 //
 // Numbers are written locale-independently: doubles as printf's "%.17g" would (std::to_chars,
@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vitiq/data/csv.hpp"
 #include "vitiq/error.hpp"
 #include "vitiq/eval/metrics.hpp"
 #include "vitiq/io/atomic_file.hpp"
@@ -35,32 +36,9 @@ inline std::string format_double(double v) {
 /// @brief A double as a JSON value: format_double() for finite values, null for NaN and +-inf.
 inline std::string json_number(double v) { return std::isfinite(v) ? format_double(v) : std::string("null"); }
 
-/// @brief One CSV field, quoted when needed (RFC 4180): a field containing a comma, a double
-/// quote, CR or LF, or starting or ending with a space or tab, is enclosed in double quotes with
-/// every inner double quote doubled; any other field is written as is.
-inline std::string csv_field(std::string_view field) {
-  const bool edge_space = !field.empty() && (field.front() == ' ' || field.front() == '\t' ||
-                                             field.back() == ' ' || field.back() == '\t');
-  if (!edge_space && field.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(field);
-  std::string out = "\"";
-  for (char c : field) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  out += '"';
-  return out;
-}
-
-/// @brief One CSV record: the fields through csv_field(), joined by commas, ending in "\n".
-inline std::string csv_line(std::span<const std::string> fields) {
-  std::string out;
-  for (std::size_t i = 0; i < fields.size(); ++i) {
-    if (i) out += ',';
-    out += csv_field(fields[i]);
-  }
-  out += '\n';
-  return out;
-}
+// CSV fields and records: the study tables' writer (data/csv.hpp), one definition for both.
+using data::csv_field;
+using data::csv_line;
 
 /// @brief Write `text` to `path` atomically with vitiq::io::atomic_write (a temporary file in
 /// the same directory, fsync, rename): readers see the old file or the whole new one, never a

@@ -67,7 +67,7 @@ Args parse_args(int argc, char** argv) {
                  "views per tile: 1 (the tile as it is, default), 2 (also mirrored left-right, the flip of training "
                  "crops), 8 (every symmetry of the square); a stimulus' probabilities are the mean over all its views")
       ->check(CLI::IsMember(std::vector<int>{1, 2, 8}));
-  app.add_option("--threads", a.threads, "OpenMP threads (default: all cores)")->check(CLI::PositiveNumber);
+  app.add_option("--threads", a.threads, "OpenMP threads (default: all cores)")->check(CLI::Range(1, 4096));
   vitiq::cli::parse(app, argc, argv);
   return a;
 }

@@ -4,17 +4,22 @@
 // of the colour, no rescaling: compression artefacts stay intact) and all grid-aligned tiles for
 // evaluation (predictions averaged over the tiles of a stimulus).
 //
+// load_stimuli() decodes a study's images into Stimulus values (vitiq::io: link vitiq::io).
+//
 // Randomness of a crop comes from (seed, epoch, sample index) only, so batches do not depend on
 // thread count or on which samples were drawn before.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <exception>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "vitiq/cpu/rng.hpp"
+#include "vitiq/io/image.hpp"
 #include "vitiq/train/trainer.hpp"
 
 namespace vitiq {
@@ -156,5 +161,32 @@ class TileEvalSource : public EvalSource<T> {
   bool normalize_;
   int symmetries_;
 };
+
+/// @brief Decode the stimuli `names` of a study folder (`dir`/images/<name>) on OpenMP threads.
+/// @param dir   the study folder
+/// @param names file names under `dir`/images
+/// @return one Stimulus per name, in the order of `names` (vote 0)
+/// @throws IoError / FormatError naming the file (io::load_image()): of several failures, the one
+///         of the first failing name in `names`
+inline std::vector<Stimulus> load_stimuli(const std::filesystem::path& dir, const std::vector<std::string>& names) {
+  std::vector<Stimulus> out(names.size());
+  std::vector<std::exception_ptr> errors(names.size());
+#pragma omp parallel for schedule(dynamic, 8)
+  for (long i = 0; i < long(names.size()); ++i) {
+    const auto k = std::size_t(i);
+    try {
+      const auto img = io::load_image(dir / "images" / names[k]);
+      out[k].name = names[k];
+      out[k].height = int(img.shape()[0]);
+      out[k].width = int(img.shape()[1]);
+      out[k].rgb.assign(img.begin(), img.end());
+    } catch (...) {
+      errors[k] = std::current_exception();
+    }
+  }
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  return out;
+}
 
 }  // namespace vitiq

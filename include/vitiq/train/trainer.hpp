@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <sstream>
 #include <string>
@@ -145,6 +146,9 @@ struct TrainOptions {
   std::filesystem::path out_dir;  ///< checkpoints and metrics.csv; empty: keep nothing on disk
   bool resume = false;            ///< continue from out_dir/last.ckpt.safetensors when it exists
   const std::atomic<bool>* stop = nullptr;  ///< when set to true, stop after the current step
+  /// Written into the metadata of best.safetensors and last.safetensors (e.g. the model card,
+  /// io/model_card.hpp); best's "epoch" and "val_accuracy" and the configuration keys win a clash.
+  std::map<std::string, std::string> weights_metadata;
 };
 
 /// @brief One epoch's numbers (a row of metrics.csv).
@@ -300,9 +304,12 @@ class Trainer {
         epochs_since_best = 0;
         result.best_epoch = rep.epoch;
         result.best_val_accuracy = rep.val_accuracy;
-        if (!opt_.out_dir.empty())
-          save_weights(model_, opt_.out_dir / "best.safetensors", NamingScheme::current,
-                       {{"epoch", std::to_string(rep.epoch)}, {"val_accuracy", num(rep.val_accuracy)}});
+        if (!opt_.out_dir.empty()) {
+          std::map<std::string, std::string> md = opt_.weights_metadata;
+          md["epoch"] = std::to_string(rep.epoch);
+          md["val_accuracy"] = num(rep.val_accuracy);
+          save_weights(model_, opt_.out_dir / "best.safetensors", NamingScheme::current, md);
+        }
       } else {
         ++epochs_since_best;
       }
@@ -315,7 +322,8 @@ class Trainer {
         break;
       }
     }
-    if (!opt_.out_dir.empty()) save_weights(model_, opt_.out_dir / "last.safetensors");
+    if (!opt_.out_dir.empty())
+      save_weights(model_, opt_.out_dir / "last.safetensors", NamingScheme::current, opt_.weights_metadata);
     return result;
   }
 

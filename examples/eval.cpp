@@ -72,28 +72,6 @@ Args parse_args(int argc, char** argv) {
   return a;
 }
 
-/// Decode the named stimuli of the study (threads); errors name the file.
-std::vector<vitiq::Stimulus> load_stimuli(const fs::path& dir, const std::vector<std::string>& names) {
-  std::vector<vitiq::Stimulus> out(names.size());
-  std::vector<std::string> errors(names.size());
-#pragma omp parallel for schedule(dynamic, 4)
-  for (long i = 0; i < long(names.size()); ++i) {
-    const auto k = std::size_t(i);
-    try {
-      const auto img = vitiq::io::load_image(dir / "images" / names[k]);
-      out[k].name = names[k];
-      out[k].height = int(img.shape()[0]);
-      out[k].width = int(img.shape()[1]);
-      out[k].rgb.assign(img.begin(), img.end());
-    } catch (const std::exception& e) {
-      errors[k] = e.what();
-    }
-  }
-  for (const auto& e : errors)
-    if (!e.empty()) throw vitiq::Error("unreadable image: " + e);
-  return out;
-}
-
 /// Load `run`'s weights into `model`; a configuration mismatch names the preset.
 template <class Model>
 void load(Model& model, const ev::ModelRun& run, const std::string& preset) {
@@ -114,7 +92,7 @@ std::vector<ev::ModelPredictions> predict_all(const std::vector<ev::ModelRun>& r
     vitiq::ViT<C> model({}, 1);
     load(model, run, preset);
   }
-  const auto stimuli = load_stimuli(data, names);
+  const auto stimuli = vitiq::load_stimuli(data, names);
   for (const auto& s : stimuli)
     if (s.height < C.image_size || s.width < C.image_size)
       throw vitiq::Error("image '" + s.name + "' is " + std::to_string(s.width) + " x " + std::to_string(s.height) +

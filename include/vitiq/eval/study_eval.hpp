@@ -36,6 +36,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <span>
@@ -150,11 +151,19 @@ inline TrainingCurve read_training_curve(const std::filesystem::path& dir) {
     for (const auto& row : t.rows) {
       EpochRecord r;
       r.session = files[f].first;
+      // A number, or NaN for an empty field or "nan" (metrics.csv writes NaN where there was no
+      // validation); "inf" / "-inf" are read as such (the epoch check below refuses them).
       const auto get = [&](const char* col, double& out) {
         const auto c = t.find(col);
         if (!c) return;
-        const auto v = data::parse_double(row.fields[*c]);
-        if (!v) throw FormatError(t.where(row) + "column '" + col + "' is not a number");
+        const std::string_view field = data::trim(row.fields[*c]);
+        if (field.empty() || field == "nan" || field == "NaN" || field == "-nan") return void(out = kNaN);
+        if (field == "inf" || field == "-inf") return void(out = (field[0] == '-' ? -1 : 1) * std::numeric_limits<double>::infinity());
+        const auto v = data::parse_double(field);
+        if (!v) {
+          if (std::string_view(col) == "epoch") throw FormatError(t.where(row) + "epoch '" + std::string(field) + "' is not an epoch number");
+          throw FormatError(t.where(row) + "column '" + col + "' is not a number");
+        }
         out = *v;
       };
       double epoch = 0, best = 0;

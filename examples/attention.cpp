@@ -1,6 +1,6 @@
 // examples/attention.cpp -- vitiq-attention: what artificial observers look at.
 //
-//   vitiq-attention --preset NAME --weights FILE.safetensors [--weights FILE ...] --out DIR
+//   vitiq-attention --weights FILE.safetensors [--weights FILE ...] --out DIR [--preset NAME]
 //                   [options] IMAGE...
 //
 // Per model and image: the class token's attention of every block (heads fused by mean, max and
@@ -10,9 +10,14 @@
 // With --region and --change: the quantitative check, the share of attention inside the region
 // before and after a local change, per AIO, as CSV and a bar chart.
 //
-// Images larger than the model are explained the way the AIOs are evaluated: as non-overlapping
-// native-resolution tiles of the model's size (their maps stitched together), unless
-// --view resize is given. Exit codes: 0 done, 1 an error, 2 a usage error.
+// The weights' model cards (vitiq/io/model_card.hpp) give the preset, the tile size, the view and
+// the normalisation; flags override them. Images are explained the way the AIOs are evaluated: as
+// non-overlapping native-resolution tiles of the model's size (their maps stitched together; what
+// is left of the last whole tile is cut off, as vitiq-eval's tiles leave it), unless the card or
+// --view says resize. Only the tile as it is is shown to the model, not the card's test-time
+// symmetries: a map is a map of one view (docs/attention.md). Without a card the view is tiles
+// when the image sides are multiples of the model's size, else resize. Exit codes: 0 done, 1 an
+// error, 2 a usage error.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -27,12 +32,14 @@
 #include <string_view>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "plot/attention_figures.hpp"
 #include "vitiq/explain/heatmap.hpp"
 #include "vitiq/explain/local_change.hpp"
 #include "vitiq/explain/rollout.hpp"
 #include "vitiq/io/atomic_file.hpp"
 #include "vitiq/io/image.hpp"
+#include "vitiq/io/model_card.hpp"
 #include "vitiq/io/weights.hpp"
 #include "vitiq/vitiq.hpp"
 
@@ -44,37 +51,10 @@ namespace io = vitiq::io;
 
 constexpr const char* program = "vitiq-attention";
 
-constexpr const char* usage_text = R"(usage: vitiq-attention --preset NAME --weights FILE.safetensors [--weights FILE ...] --out DIR
-                       [options] IMAGE...
-
-Shows what vitiq models (artificial observers, AIOs) attend to: raw class-token attention per
-block, attention rollout (Abnar & Zuidema 2020) and gradient-weighted rollout, overlaid on IMAGE.
-
-required:
-  --preset NAME         model configuration: tiny, cifar, aio, iqa or seed
-  --weights FILE        model weights (.safetensors); repeat for several AIOs
-  --out DIR             output folder (created)
-maps:
-  --fusion F            how heads are fused for rollout and the comparison: mean (default), max, min
-  --discard X           rollout discards this lowest fraction of each fused matrix, never the class
-                        token's row or column (default 0)
-  --view V              tiles: non-overlapping native-resolution tiles of the model's size, maps
-                        stitched (default when the image sides are multiples of it); resize: the
-                        whole image resized to the model's size (default otherwise)
-  --no-normalize        feed pixels in [0, 1] (default: ImageNet mean/std, as vitiq-train)
-figures:
-  --names A,B,...       model names for titles and folders (default: the folder of each weights
-                        file when it is named best/last.safetensors, else the file's stem)
-  --compare M           map of the comparison figure: rollout (default), raw (last block), gradient
-  --colormap C          inferno (default) or jet for the per-layer maps
-  --alpha X             weight of the map's colour over the image (default 0.55)
-  --grey                greyscale background
-  --contrast            contrast-boosted background (1 % percentile stretch)
-  --heads               also write every block's full per-head attention matrices (first view)
-quantitative check (both or neither):
-  --region X,Y,W,H      a pixel rectangle of the image (after tiling crops it to whole tiles)
-  --change C            occlude[:GREY], jpeg[:QUALITY] (default 5), blur[:SIGMA] (default 3), grey
-  -h, --help            this text
+constexpr const char* footer_text = R"(
+The weights' model card (written by vitiq-train) gives the preset, the tile size, the view and
+the normalisation; flags override it. With several --weights their cards must agree on the
+preset and the view. Without a card --preset is required and the view is chosen per image.
 
 output in DIR (per model in DIR/<name>/ when there are several):
   <image>_layers.png            rows: head fusion mean / max / min; columns: the image, the class
@@ -87,32 +67,31 @@ output in DIR (per model in DIR/<name>/ when there are several):
                                 region (raw last block, rollout, gradient rollout) before and
                                 after the change; the region's area share for reference
 
-exit status: 0 done; 1 an error (unknown preset, weights or image that cannot be read); 2 a usage
-error.
+exit status: 0 done; 1 an error (unknown or disagreeing preset, weights or image that cannot be
+read); 2 a usage error.
 )";
 
 enum class View { automatic, tiles, resize };
 enum class Method { rollout, raw, gradient };
 
 struct Options {
-  std::string preset;
+  std::string preset;  // "" = the model cards'
   std::vector<fs::path> weights;
   std::vector<std::string> names;
   fs::path out;
   std::vector<std::string> images;
   ex::HeadFusion fusion = ex::HeadFusion::mean;
   double discard = 0.0;
-  View view = View::automatic;
+  View view = View::automatic;  // after resolve_cards(): the card's view unless --view was given
   Method compare = Method::rollout;
   ex::Colormap colormap = ex::Colormap::inferno;
   double alpha = 0.55;
-  bool grey = false, contrast = false, heads = false, normalize = true;
+  bool grey = false, contrast = false, heads = false;
+  bool no_normalize = false;          // --no-normalize
+  std::vector<bool> normalize;        // per model: the card's normalisation unless --no-normalize
+  std::vector<std::optional<vitiq::ModelCard>> cards;  // per model
   std::optional<ex::Region> region;
   std::optional<ex::LocalChange> change;
-};
-
-struct UsageError {
-  std::string message;
 };
 
 std::vector<std::string> split_commas(std::string_view s) {
@@ -127,114 +106,103 @@ std::vector<std::string> split_commas(std::string_view s) {
   return out;
 }
 
-double parse_double(const std::string& name, const std::string& v) {
-  std::size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != v.size() || !std::isfinite(x)) throw UsageError{name + ": '" + v + "' is not a number"};
-  return x;
+/// A CLI11 check that runs one of vitiq's parsers (which throw vitiq::Error naming the text).
+template <class Parse>
+CLI::Validator parsed_by(Parse parse, std::string name) {
+  return CLI::Validator(
+      [parse](std::string& v) -> std::string {
+        try {
+          parse(v);
+          return {};
+        } catch (const vitiq::Error& e) {
+          return e.what();
+        }
+      },
+      std::move(name));
 }
 
-Options parse_args(int argc, char** argv, bool& help) {
+Options parse_args(int argc, char** argv) {
   Options o;
-  bool options_done = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (options_done || a.empty() || a[0] != '-' || a == "-") {
-      o.images.emplace_back(a);
-      continue;
-    }
-    std::string_view name = a, inline_value;
-    bool has_inline = false;
-    if (const auto eq = a.find('='); a.starts_with("--") && eq != std::string_view::npos) {
-      name = a.substr(0, eq);
-      inline_value = a.substr(eq + 1);
-      has_inline = true;
-    }
-    const std::string n(name);
-    const auto value = [&]() -> std::string {
-      if (has_inline) return std::string(inline_value);
-      if (i + 1 >= argc) throw UsageError{n + " needs a value"};
-      return argv[++i];
-    };
-    const auto flag = [&]() {
-      if (has_inline) throw UsageError{n + " takes no value"};
-    };
-    try {
-      if (n == "--") {
-        flag();
-        options_done = true;
-      } else if (n == "-h" || n == "--help") {
-        help = true;
-      } else if (n == "--preset") {
-        o.preset = value();
-      } else if (n == "--weights") {
-        o.weights.emplace_back(value());
-      } else if (n == "--out") {
-        o.out = value();
-      } else if (n == "--names") {
-        o.names = split_commas(value());
-      } else if (n == "--fusion") {
-        const std::string v = value();
-        if (v == "mean") o.fusion = ex::HeadFusion::mean;
-        else if (v == "max") o.fusion = ex::HeadFusion::max;
-        else if (v == "min") o.fusion = ex::HeadFusion::min;
-        else throw UsageError{"--fusion: '" + v + "' is not mean, max or min"};
-      } else if (n == "--discard") {
-        o.discard = parse_double(n, value());
-        if (o.discard < 0 || o.discard >= 1) throw UsageError{"--discard must be in [0, 1)"};
-      } else if (n == "--view") {
-        const std::string v = value();
-        if (v == "tiles") o.view = View::tiles;
-        else if (v == "resize") o.view = View::resize;
-        else throw UsageError{"--view: '" + v + "' is not tiles or resize"};
-      } else if (n == "--compare") {
-        const std::string v = value();
-        if (v == "rollout") o.compare = Method::rollout;
-        else if (v == "raw") o.compare = Method::raw;
-        else if (v == "gradient") o.compare = Method::gradient;
-        else throw UsageError{"--compare: '" + v + "' is not rollout, raw or gradient"};
-      } else if (n == "--colormap") {
-        o.colormap = ex::parse_colormap(value());
-      } else if (n == "--alpha") {
-        o.alpha = parse_double(n, value());
-        if (o.alpha < 0 || o.alpha > 1) throw UsageError{"--alpha must be in [0, 1]"};
-      } else if (n == "--grey" || n == "--gray") {
-        flag();
-        o.grey = true;
-      } else if (n == "--contrast") {
-        flag();
-        o.contrast = true;
-      } else if (n == "--heads") {
-        flag();
-        o.heads = true;
-      } else if (n == "--no-normalize") {
-        flag();
-        o.normalize = false;
-      } else if (n == "--region") {
-        o.region = ex::parse_region(value());
-      } else if (n == "--change") {
-        o.change = ex::parse_change(value());
-      } else {
-        throw UsageError{"unknown option '" + std::string(a) + "'"};
-      }
-    } catch (const vitiq::Error& e) {
-      throw UsageError{n + ": " + e.what()};
-    }
-  }
-  if (help) return o;
-  if (o.preset.empty()) throw UsageError{"--preset is required"};
-  if (o.weights.empty()) throw UsageError{"--weights is required"};
-  if (o.out.empty()) throw UsageError{"--out is required"};
-  if (o.images.empty()) throw UsageError{"no IMAGE given"};
-  if (o.region.has_value() != o.change.has_value()) throw UsageError{"--region and --change go together"};
+  CLI::App app("Shows what vitiq models (artificial observers, AIOs) attend to: raw class-token attention per\n"
+               "block, attention rollout (Abnar & Zuidema 2020) and gradient-weighted rollout, overlaid on IMAGE.",
+               program);
+  app.footer(footer_text);
+  std::vector<std::string> weights;
+  app.add_option("--weights", weights, "model weights (.safetensors); repeat for several AIOs")
+      ->required()
+      ->allow_extra_args(false)
+      ->type_name("FILE");
+  app.add_option("--preset", o.preset,
+                 "model configuration: tiny, cifar, aio, iqa or seed (default: the model card's; required for "
+                 "weights without a card)")
+      ->check(vitiq::cli::preset_name());
+  app.add_option("--out", o.out, "output folder (created)")->required()->type_name("DIR");
+  std::string fusion = "mean", view, compare = "rollout", colormap = "inferno", region, change, names;
+  app.add_option("--fusion", fusion, "how heads are fused for rollout and the comparison: mean (default), max, min")
+      ->check(CLI::IsMember({"mean", "max", "min"}))
+      ->type_name("F");
+  app.add_option("--discard", o.discard,
+                 "rollout discards this lowest fraction of each fused matrix, never the class token's row or "
+                 "column (default 0)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            double x = -1;
+            try { x = std::stod(v); } catch (...) {}
+            return x >= 0 && x < 1 ? "" : "must be in [0, 1), not '" + v + "'";
+          },
+          "[0, 1)"))
+      ->type_name("X");
+  app.add_option("--view", view,
+                 "tiles: non-overlapping native-resolution tiles of the model's size, maps stitched; resize: "
+                 "the whole image resized to the model's size (default: the model card's view; without a card "
+                 "tiles when the image sides are multiples of the model's size, else resize)")
+      ->check(CLI::IsMember({"tiles", "resize"}))
+      ->type_name("V");
+  app.add_flag("--no-normalize", o.no_normalize,
+               "feed pixels in [0, 1] (default: as the model card says; without a card ImageNet mean/std, "
+               "as vitiq-train)");
+  app.add_option("--names", names,
+                 "model names for titles and folders, A,B,... (default: the folder of each weights file when it "
+                 "is named best/last.safetensors, else the file's stem)")
+      ->type_name("A,B,...");
+  app.add_option("--compare", compare, "map of the comparison figure: rollout (default), raw (last block), gradient")
+      ->check(CLI::IsMember({"rollout", "raw", "gradient"}))
+      ->type_name("M");
+  app.add_option("--colormap", colormap, "inferno (default) or jet for the per-layer maps")
+      ->check(parsed_by([](const std::string& v) { ex::parse_colormap(v); }, "C"))
+      ->type_name("C");
+  app.add_option("--alpha", o.alpha, "weight of the map's colour over the image (default 0.55)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->type_name("X");
+  app.add_flag("--grey,--gray", o.grey, "greyscale background");
+  app.add_flag("--contrast", o.contrast, "contrast-boosted background (1 % percentile stretch)");
+  app.add_flag("--heads", o.heads, "also write every block's full per-head attention matrices (first view)");
+  app.add_option("--region", region,
+                 "quantitative check (with --change): a pixel rectangle of the image (after tiling crops it to "
+                 "whole tiles)")
+      ->check(parsed_by([](const std::string& v) { ex::parse_region(v); }, "X,Y,W,H"))
+      ->type_name("X,Y,W,H");
+  app.add_option("--change", change,
+                 "quantitative check (with --region): occlude[:GREY], jpeg[:QUALITY] (default 5), blur[:SIGMA] "
+                 "(default 3), grey")
+      ->check(parsed_by([](const std::string& v) { ex::parse_change(v); }, "C"))
+      ->type_name("C");
+  app.add_option("images", o.images, "image files")->type_name("IMAGE");
+  vitiq::cli::parse(app, argc, argv);
+
+  for (const auto& w : weights) o.weights.emplace_back(w);
+  o.fusion = fusion == "max" ? ex::HeadFusion::max : fusion == "min" ? ex::HeadFusion::min : ex::HeadFusion::mean;
+  if (!view.empty()) o.view = view == "tiles" ? View::tiles : View::resize;
+  o.compare = compare == "raw" ? Method::raw : compare == "gradient" ? Method::gradient : Method::rollout;
+  o.colormap = ex::parse_colormap(colormap);
+  if (!region.empty()) o.region = ex::parse_region(region);
+  if (!change.empty()) o.change = ex::parse_change(change);
+  if (!names.empty()) o.names = split_commas(names);
+  if (o.images.empty()) vitiq::cli::usage_error(program, "no IMAGE given");
+  if (o.region.has_value() != o.change.has_value()) vitiq::cli::usage_error(program, "--region and --change go together");
   if (!o.names.empty() && o.names.size() != o.weights.size())
-    throw UsageError{"--names gives " + std::to_string(o.names.size()) + " names for " + std::to_string(o.weights.size()) +
-                     " --weights"};
+    vitiq::cli::usage_error(program, "--names gives " + std::to_string(o.names.size()) + " names for " +
+                                         std::to_string(o.weights.size()) + " --weights");
   if (o.names.empty())
     for (const auto& w : o.weights) {
       const std::string stem = w.stem().string();
@@ -242,6 +210,41 @@ Options parse_args(int argc, char** argv, bool& help) {
       o.names.push_back(generic ? w.parent_path().filename().string() : stem);
     }
   return o;
+}
+
+/// Read the model cards of o.weights and settle the preset, the view and each model's
+/// normalisation: the cards' unless flags say otherwise. Throws vitiq::Error naming the files when
+/// a card disagrees with --preset or with another card; exits 2 when no preset is known.
+void resolve_cards(Options& o) {
+  const vitiq::ModelCard* first = nullptr;  // the first carded file
+  std::size_t first_index = 0;
+  o.cards.reserve(o.weights.size());  // `first` points into it
+  for (std::size_t a = 0; a < o.weights.size(); ++a) {
+    const std::string w = o.weights[a].string();
+    o.cards.push_back(vitiq::read_model_card(o.weights[a]));
+    const auto& card = o.cards.back();
+    o.normalize.push_back(!o.no_normalize && (card ? card->normalize : true));
+    if (!card) continue;
+    if (!o.preset.empty() && first == nullptr && o.preset != card->preset)
+      throw vitiq::Error(w + ": --preset " + o.preset + " disagrees with the model card's preset " + card->preset);
+    if (first == nullptr) {
+      first = &*card, first_index = a;
+      continue;
+    }
+    const std::string w0 = o.weights[first_index].string();
+    if (card->preset != first->preset)
+      throw vitiq::Error(w + ": the model card's preset " + card->preset + " disagrees with " + first->preset + " of " + w0);
+    if (o.view == View::automatic && card->view != first->view)
+      throw vitiq::Error(w + ": the model card's view " + std::string(vitiq::to_string(card->view)) + " disagrees with " +
+                         std::string(vitiq::to_string(first->view)) + " of " + w0 + " (choose one with --view)");
+  }
+  if (first != nullptr) {
+    const vitiq::ModelCard& c = *first;
+    if (o.preset.empty()) o.preset = c.preset;
+    if (o.view == View::automatic) o.view = c.view == vitiq::InputView::native_tiles ? View::tiles : View::resize;
+  }
+  if (o.preset.empty())
+    vitiq::cli::usage_error(program, o.weights.front().string() + " has no model card: --preset is required");
 }
 
 void report(const std::string& message) { std::fprintf(stderr, "%s: %s\n", program, message.c_str()); }
@@ -258,8 +261,9 @@ struct Prepared {
   std::size_t tile_rows = 1, tile_cols = 1;
 };
 
+/// @param normalize ImageNet mean / std (the model's card, or --no-normalize)
 template <vitiq::Config C>
-Prepared prepare(const io::ImageU8& img, const Options& o, const std::string& name) {
+Prepared prepare(const io::ImageU8& img, const Options& o, bool normalize, const std::string& name) {
   constexpr int S = C.image_size;
   const std::size_t H = img.shape(0), W = img.shape(1), s = std::size_t(S);
   const bool tiles = o.view == View::tiles || (o.view == View::automatic && H % s == 0 && W % s == 0);
@@ -277,7 +281,7 @@ Prepared prepare(const io::ImageU8& img, const Options& o, const std::string& na
   for (std::size_t r = 0; r < p.tile_rows; ++r)
     for (std::size_t c = 0; c < p.tile_cols; ++c) {
       io::ImageF v = tiles ? io::crop(all, int(r * s), int(c * s), S, S) : io::resize_bilinear(all, S, S);
-      if (o.normalize) io::normalize(v, io::imagenet_mean, io::imagenet_std);
+      if (normalize) io::normalize(v, io::imagenet_mean, io::imagenet_std);
       p.inputs.insert(p.inputs.end(), v.begin(), v.end());
     }
   return p;
@@ -458,22 +462,30 @@ void run(const Options& o) {
   fs::create_directories(o.out);
   const bool several = o.weights.size() > 1, check = o.change.has_value();
   const std::string change = check ? ex::change_name(*o.change) : "";
-  // Images: read, prepared (cropped to tiles), changed.
-  std::vector<io::ImageU8> shown, changed;
+  for (std::size_t a = 0; a < o.weights.size(); ++a)
+    if (o.cards[a] && o.cards[a]->tile_size != C.image_size)
+      throw vitiq::FormatError(o.weights[a].string() + ": metadata 'card.tile_size': " +
+                               std::to_string(o.cards[a]->tile_size) + " is not the " + std::to_string(C.image_size) +
+                               "-pixel input of preset " + o.preset);
+  // Images: read, prepared (cropped to tiles), changed. The inputs are prepared again for a model
+  // whose normalisation differs from the previous one's.
+  std::vector<io::ImageU8> originals, shown, changed;
   std::vector<Prepared> before, after;
   std::vector<std::string> stems, names;
+  bool prepared_normalize = o.normalize.front();
   for (const auto& file : o.images) {
     const io::ImageU8 img = io::load_image(file);
-    Prepared p = prepare<C>(img, o, file);
+    Prepared p = prepare<C>(img, o, prepared_normalize, file);
     stems.push_back(fs::path(file).stem().string());
     names.push_back(fs::path(file).filename().string());
     if (check) {
       const io::ImageU8 c = ex::apply_local_change(p.shown, *o.region, *o.change);
       io::write_png(o.out / (stems.back() + "_" + change + ".png"), c);
-      Prepared q = prepare<C>(c, o, file);
+      Prepared q = prepare<C>(c, o, prepared_normalize, file);
       changed.push_back(q.shown);
       after.push_back(std::move(q));
     }
+    originals.push_back(img);
     shown.push_back(p.shown);
     before.push_back(std::move(p));
   }
@@ -481,6 +493,13 @@ void run(const Options& o) {
   std::vector<ShareRow> shares;
   const double area = check ? ex::area_share(*o.region, int(shown[0].shape(0)), int(shown[0].shape(1))) : 0.0;
   for (std::size_t a = 0; a < o.weights.size(); ++a) {
+    if (o.normalize[a] != prepared_normalize) {
+      prepared_normalize = o.normalize[a];
+      for (std::size_t i = 0; i < originals.size(); ++i) {
+        before[i] = prepare<C>(originals[i], o, prepared_normalize, o.images[i]);
+        if (check) after[i] = prepare<C>(changed[i], o, prepared_normalize, o.images[i]);
+      }
+    }
     vitiq::ViT<C> model;
     vitiq::load_weights(model, o.weights[a]);
     const fs::path dir = several ? o.out / o.names[a] : o.out;
@@ -570,23 +589,13 @@ void run(const Options& o) {
 
 int main(int argc, char** argv) {
   try {
-    bool help = false;
-    Options o;
-    try {
-      o = parse_args(argc, argv, help);
-    } catch (const UsageError& e) {
-      report(e.message + " (see --help)");
-      return 2;
-    }
-    if (help) {
-      std::fputs(usage_text, stdout);
-      return 0;
-    }
+    Options o = parse_args(argc, argv);
+    resolve_cards(o);
     const bool known = vitiq::dispatch_preset(o.preset, [&]<vitiq::Config C>() { run<C>(o); });
-    if (!known) {
+    if (!known) {  // only a card can name a preset the validator has not seen
       std::string names;
       for (const std::string_view n : vitiq::preset_names) names += (names.empty() ? "" : ", ") + std::string(n);
-      report("unknown preset '" + o.preset + "' (known: " + names + ")");
+      report("unknown preset '" + o.preset + "' in the model card (known: " + names + ")");
       return 1;
     }
     return 0;

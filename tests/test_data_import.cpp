@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_dir.hpp"
 #include "support/catch.hpp"
 #include "vitiq/data/import.hpp"
 #include "vitiq/data/study.hpp"
@@ -22,27 +23,7 @@ using namespace vitiq::data;
 
 namespace {
 
-/// A fresh directory under the system temp folder, removed with its content at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      fs::path p = fs::temp_directory_path() / ("vitiq_test_import_" + std::to_string(rd()));
-      if (fs::create_directory(p)) {
-        path = p;
-        return;
-      }
-    }
-    throw std::runtime_error("cannot create a temporary directory");
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using vitiq_test::TempDir;
 
 void write_text(const fs::path& p, const std::string& text) {
   fs::create_directories(p.parent_path());

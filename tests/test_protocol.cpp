@@ -4,6 +4,7 @@
 // stages.csv, the job scheduler, SpreadViews, and one short end-to-end run (preset tiny, a
 // temp-dir study of random 64 x 64 images and 2 observers) whose weights files carry the model
 // card and whose averaged model is the mean of its stages.
+#include "support/temp_dir.hpp"
 #include "support/catch.hpp"
 
 #include <algorithm>
@@ -31,27 +32,7 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-/// A fresh directory under the system temp folder, removed with its content at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      fs::path p = fs::temp_directory_path() / ("vitiq_test_protocol_" + std::to_string(rd()));
-      if (fs::create_directory(p)) {
-        path = p;
-        return;
-      }
-    }
-    throw std::runtime_error("cannot create a temporary directory");
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using vitiq_test::TempDir;
 
 std::string read_text(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);

@@ -527,3 +527,109 @@ TEST_CASE("read_stimulus_truth and the expected accuracies of evaluate_run", "[s
     CHECK(message("file,obs1_p1\n").rfind(bad + ":1: missing column 'image'", 0) == 0);
   }
 }
+
+// Paired significance on the hand-made study. observer_1 (predicting g 1, h 3, i 5, j 4) on
+// observer 1's test votes g 1, g 2, h 3, i 5, j 4 (4 stimuli, 5 votes) hits g 1, h, i, j:
+//   Q look-up 1, 1, 3, 4, 3 hits g 1, h:   b (only the AIO) = i, j = 2; c = 0; 0.8 - 0.4 = 0.4;
+//     McNemar 2 P(X <= 0 | 2) = 0.5. MAE of the arg-max votes: 0.2 - 0.6 = -0.4.
+//     Resamples: D = (w_i + w_j) / (2 w_g + w_h + w_i + w_j); P(D = 0) = P(neither i nor j drawn)
+//     = (2/4)^4 = 1/16 and P(D = 1) = 1/16, both above 2.5 %: the interval is exactly [0, 1].
+//   majority 1 hits g 1:                    b = h, i, j = 3; c = 0; 0.6; McNemar 2 / 2^3 = 0.25.
+//   observer_2 (2 4 4 1 3) hits g 2:        b = g 1, h, i, j = 4; c = 1; 0.8 - 0.2 = 0.6 (the cross
+//     matrix: cross[0][0] - cross[1][0]); McNemar 2 (1 + 5) / 2^5 = 0.375.
+//   aio0 (1 3 5 3 4) hits g 1, h, i:        b = j = 1; c = 0; 0.2; McNemar 1.
+// observer_2 on observer 2's votes g 2, h 3, i 4, k 3 hits g, i, k; its Q look-up (2 3 5 . 2)
+// hits g, h: b = i, k = 2, c = h = 1; 0.75 - 0.5 = 0.25; McNemar 2 * 4/8 = 1.
+TEST_CASE("evaluate_run: paired significance of each AIO on its observer's test votes", "[study_eval][significance]") {
+  const auto models = hand_models();
+  const ev::StudyEvaluation e = ev::evaluate_run(hand_study(), models, hand_truth());
+  CHECK(e.options.bootstrap == 2000);
+  CHECK(e.options.seed == 1);
+  const auto& a1 = e.aios[0];
+  const auto& q = a1.vs_q_lookup_test;
+  REQUIRE(q.available());
+  CHECK(q.against == "q_lookup");
+  CHECK(q.accuracy.difference == Approx(a1.report.exact_accuracy - e.baselines[0].q_lookup.exact_accuracy));
+  CHECK(q.accuracy.difference == Approx(0.4));
+  CHECK(q.accuracy.n == 5);
+  CHECK(q.accuracy.stimuli == 4);
+  CHECK(q.accuracy.b == 2);
+  CHECK(q.accuracy.c == 0);
+  CHECK(q.accuracy.mcnemar_p == Approx(0.5));
+  CHECK(q.accuracy.resamples == 2000);
+  CHECK(q.accuracy.ci_low == 0.0);
+  CHECK(q.accuracy.ci_high == 1.0);
+  CHECK(q.accuracy.verdict == ev::Verdict::not_significant);
+  CHECK(q.mae.difference == Approx(a1.report.mae_argmax - e.baselines[0].q_lookup.mae_argmax));
+  CHECK(q.mae.difference == Approx(-0.4));
+  CHECK(q.mae.ci_low <= q.mae.difference);
+  CHECK(q.mae.ci_high >= q.mae.difference);
+  const auto& m = a1.vs_majority_test;
+  CHECK(m.accuracy.difference == Approx(0.6));
+  CHECK(m.accuracy.b == 3);
+  CHECK(m.accuracy.c == 0);
+  CHECK(m.accuracy.mcnemar_p == Approx(0.25));
+  CHECK(std::isnan(m.plcc.difference));  // the majority vote is constant: no PLCC
+  REQUIRE(a1.vs_aios.size() == 2);
+  CHECK(a1.vs_aios[0].against == "observer_2");
+  CHECK(a1.vs_aios[0].accuracy.difference == Approx(e.cross[0][0] - e.cross[1][0]));
+  CHECK(a1.vs_aios[0].accuracy.b == 4);
+  CHECK(a1.vs_aios[0].accuracy.c == 1);
+  CHECK(a1.vs_aios[0].accuracy.mcnemar_p == Approx(0.375));
+  CHECK(a1.vs_aios[1].against == "aio0");
+  CHECK(a1.vs_aios[1].accuracy.difference == Approx(0.2));
+  CHECK(a1.vs_aios[1].accuracy.b == 1);
+  CHECK(a1.vs_aios[1].accuracy.mcnemar_p == 1.0);
+  const auto& q2 = e.aios[1].vs_q_lookup_test;
+  CHECK(q2.accuracy.difference == Approx(0.25));
+  CHECK(q2.accuracy.b == 2);
+  CHECK(q2.accuracy.c == 1);
+  CHECK(q2.accuracy.mcnemar_p == 1.0);
+  CHECK(e.aios[1].vs_aios[0].against == "observer_1");
+  // AIO0 has no observer: no comparisons.
+  CHECK_FALSE(e.aios[2].vs_q_lookup_test.available());
+  CHECK_FALSE(e.aios[2].vs_majority_test.available());
+  CHECK(e.aios[2].vs_aios.empty());
+
+  // Deterministic for a seed; bootstrap = 0 keeps McNemar and drops the intervals.
+  const ev::StudyEvaluation again = ev::evaluate_run(hand_study(), models, hand_truth());
+  CHECK(again.aios[0].vs_aios[0].accuracy.ci_low == a1.vs_aios[0].accuracy.ci_low);
+  CHECK(again.aios[0].vs_aios[0].mae.ci_high == a1.vs_aios[0].mae.ci_high);
+  ev::EvalOptions none;
+  none.bootstrap = 0;
+  const ev::StudyEvaluation quick = ev::evaluate_run(hand_study(), models, hand_truth(), 5, none);
+  CHECK(std::isnan(quick.aios[0].vs_q_lookup_test.accuracy.ci_low));
+  CHECK(quick.aios[0].vs_q_lookup_test.accuracy.mcnemar_p == Approx(0.5));
+  CHECK(quick.aios[0].vs_q_lookup_test.accuracy.verdict == ev::Verdict::not_significant);
+  none.bootstrap = -1;
+  CHECK_THROWS_AS(ev::evaluate_run(hand_study(), models, hand_truth(), 5, none), std::invalid_argument);
+
+  // The report: summary.json, per_aio.csv (new columns at the end) and the table.
+  const fs::path dir = temp_dir("significance");
+  ev::write_report(e, dir);
+  const auto summary = vitiq::json::parse(slurp(dir / "summary.json"), "summary.json");
+  const auto& j1 = summary.at("aios").as_array()[0];
+  CHECK(j1.at("vs_q_lookup").as_number() == Approx(0.4));  // the old plain difference stays
+  CHECK(j1.at("vs_q_lookup_test").at("accuracy").at("b").as_number() == 2);
+  CHECK(j1.at("vs_q_lookup_test").at("accuracy").at("mcnemar_p").as_number() == Approx(0.5));
+  CHECK(j1.at("vs_q_lookup_test").at("accuracy").at("verdict").as_string() == "not significant");
+  CHECK(j1.at("vs_q_lookup_test").at("stimuli").as_number() == 4);
+  CHECK(j1.at("vs_majority_test").at("mae").at("difference").as_number() == Approx(0.2 - 2.0));  // majority 1 errs 0, 1, 2, 4, 3
+  CHECK(j1.at("vs_aios").at("observer_2").at("accuracy").at("c").as_number() == 1);
+  CHECK(summary.at("aios").as_array()[2].at("vs_q_lookup_test").is_null());
+  CHECK(summary.at("significance").at("bootstrap_resamples").as_number() == 2000);
+  const auto per_aio = data::read_csv_table(dir / "per_aio.csv");
+  REQUIRE(per_aio.header.size() >= 8);
+  CHECK(per_aio.header[per_aio.header.size() - 9] == "q_lookup_expected_accuracy");
+  CHECK(per_aio.header.back() == "majority_mcnemar_p");
+  CHECK(per_aio.rows[0].fields[per_aio.require("beats_q_lookup")] == "not significant");
+  CHECK(per_aio.rows[0].fields[per_aio.require("q_lookup_diff_ci_low")] == "0");
+  CHECK(per_aio.rows[0].fields[per_aio.require("q_lookup_diff_ci_high")] == "1");
+  CHECK(per_aio.rows[0].fields[per_aio.require("q_lookup_mcnemar_p")] == "0.5");
+  CHECK(per_aio.rows[0].fields[per_aio.require("majority_mcnemar_p")] == "0.25");
+  CHECK(per_aio.rows[2].fields[per_aio.require("beats_q_lookup")].empty());  // aio0
+  const std::string table = ev::format_table(e);
+  CHECK(table.find("beats Q") != std::string::npos);
+  CHECK(table.find("n.s.") != std::string::npos);
+  fs::remove_all(dir);
+}

@@ -2,7 +2,9 @@
 // observer (AIO) of a training run against its observer's test votes, every AIO against every
 // observer, the panel of AIOs against the MOS, and the baselines each result must be read beside
 // (majority vote, image-blind Q look-up, the observer's self-agreement, the Bayes ceiling of a
-// simulated study). Also reads the study and the run folders from disk, and writes the report
+// simulated study), and whether each AIO's margin over the baselines and the other AIOs is
+// significant (eval/significance.hpp: exact McNemar and a stimulus bootstrap, paired on the same
+// test votes). Also reads the study and the run folders from disk, and writes the report
 // (summary.json and CSV files, all atomically).
 //
 // Nothing here runs a model: a caller turns each AIO's weights into per-stimulus vote
@@ -33,6 +35,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -55,6 +58,7 @@
 #include "vitiq/error.hpp"
 #include "vitiq/eval/metrics.hpp"
 #include "vitiq/eval/report.hpp"
+#include "vitiq/eval/significance.hpp"
 #include "vitiq/io/json.hpp"
 
 namespace vitiq::eval {
@@ -241,6 +245,18 @@ struct AioEvaluation {
   /// the test votes (+-0.03 for 300 votes), so it shows the model's own distance to the ceiling.
   double expected_accuracy = kNaN;
   double expected_share_of_ceiling = kNaN;  ///< expected_accuracy / Bayes ceiling
+  /// Paired significance on the observer's test votes (eval/significance.hpp: exact McNemar and a
+  /// bootstrap that resamples test stimuli), AIO minus the observer's Q look-up: accuracy and MAE
+  /// of the arg-max vote, PLCC of the expected vote. Not available() for AIO0, an observer
+  /// without test votes, or without a Q look-up.
+  ModelComparison vs_q_lookup_test;
+  /// The same against the majority vote (PLCC undefined: NaN); not available() without
+  /// training votes.
+  ModelComparison vs_majority_test;
+  /// The same against every other model of the run (AIO0 included), in the order of
+  /// StudyEvaluation::aios, on this AIO's observer's test votes; empty for AIO0 and an observer
+  /// without test votes.
+  std::vector<ModelComparison> vs_aios;
 };
 
 /// @brief The panel: the per-observer AIOs averaged, against the MOS of the test stimuli.
@@ -254,9 +270,19 @@ struct PanelEvaluation {
   PanelReport q_lookup{kNaN, kNaN, kNaN, kNaN};  ///< q_lookup_mean against the MOS (image-blind baseline)
 };
 
+/// @brief Settings of evaluate_run() beyond the data: the paired bootstrap of the significance
+/// comparisons (AioEvaluation::vs_q_lookup_test and the others).
+struct EvalOptions {
+  /// Bootstrap resamples of the test stimuli per comparison; 0 skips the bootstrap (NaN
+  /// intervals, verdicts "not significant"; McNemar p-values are still computed).
+  int bootstrap = 2000;
+  std::uint64_t seed = 1;  ///< seed of the resampling (every comparison uses the same resamples)
+};
+
 /// @brief Everything evaluate_run() computes.
 struct StudyEvaluation {
   int K = 5;                                          ///< number of vote classes
+  EvalOptions options;                                ///< the options evaluate_run() was given
   std::vector<std::string> test_images;               ///< [N] sorted names
   std::vector<int> test_q;                            ///< [N] JPEG Q from the names (-1 if absent)
   std::vector<int> test_band;                         ///< [N] band from the names (0 if absent)
@@ -308,13 +334,21 @@ inline constexpr int kBands = 5;
 /// Cross: exact accuracy of every model against every observer. Panel: the per-observer AIOs'
 /// mean arg-max and mean expected vote against the pooled MOS (mos_with_ci of every vote on the
 /// stimulus), plus the mean of the observers' Q look-ups as the image-blind panel baseline.
+/// Significance, per model with an observer that has test votes, on those votes: compare_models()
+/// of the AIO against its observer's Q look-up, majority vote and every other model (arg-max
+/// votes and expected votes, each vote an item, stimuli resampled: `options.bootstrap` resamples
+/// seeded with `options.seed`, 95 % percentile intervals); cost about 3 x bootstrap x
+/// test stimuli per comparison, M (M + 1) comparisons for M models.
 /// @throws std::invalid_argument when a model lacks a test image, its probabilities do not have
-/// N x K entries, or K < 2.
+/// N x K entries, K < 2, or options.bootstrap < 0.
 inline StudyEvaluation evaluate_run(const Study& study, std::span<const ModelPredictions> models,
-                                    const GroundTruth& truth = {}, int K = 5) {
+                                    const GroundTruth& truth = {}, int K = 5, const EvalOptions& options = {}) {
   if (K < 2) throw std::invalid_argument("vitiq::eval::evaluate_run: K = " + std::to_string(K) + " < 2");
+  if (options.bootstrap < 0)
+    throw std::invalid_argument("vitiq::eval::evaluate_run: bootstrap = " + std::to_string(options.bootstrap) + " < 0");
   StudyEvaluation ev;
   ev.K = K;
+  ev.options = options;
   ev.test_images = study.test_images();
   ev.observers = study.observers();
   // Band and Q of a stimulus name (data::parse_stimulus_name); -1 / 0 when the name carries none.
@@ -498,6 +532,38 @@ inline StudyEvaluation evaluate_run(const Study& study, std::span<const ModelPre
     ev.cross.push_back(std::move(row));
   }
 
+  // Paired significance of each AIO against the baselines and the other models, on its
+  // observer's test votes (each vote an item, grouped by stimulus).
+  for (std::size_t m = 0; m < ev.aios.size(); ++m) {
+    AioEvaluation& a = ev.aios[m];
+    const ObserverBaselines* b = ev.baselines_of(a);
+    if (!b) continue;  // AIO0, or an observer without ratings
+    std::vector<int> tv;
+    std::vector<std::size_t> ts;
+    flat(std::size_t(ev.observer_index(a.observer)), tv, ts);
+    if (tv.empty()) continue;
+    const auto on_votes = [&](const std::vector<int>& vote, const std::vector<double>* expected) {
+      ItemPredictions p;  // per-stimulus predictions repeated for each vote of the stimulus
+      for (std::size_t s : ts) p.vote.push_back(vote[s]), p.expected.push_back(expected ? (*expected)[s] : double(vote[s]));
+      return p;
+    };
+    std::vector<ItemPredictions> others;
+    std::vector<std::string> names;
+    if (b->q_lookup_available) others.push_back(on_votes(b->q_predictions, nullptr)), names.push_back("q_lookup");
+    const bool majority = b->majority_vote != 0;  // 0: no training votes, no baselines
+    if (majority) others.push_back(on_votes(std::vector<int>(N, b->majority_vote), nullptr)), names.push_back("majority");
+    for (std::size_t j = 0; j < ev.aios.size(); ++j)
+      if (j != m) others.push_back(on_votes(ev.aios[j].predicted, &ev.aios[j].expected)), names.push_back(ev.aios[j].name);
+    BootstrapOptions bo;
+    bo.resamples = options.bootstrap;
+    bo.seed = options.seed;
+    std::vector<ModelComparison> c = compare_models(ts, tv, on_votes(a.predicted, &a.expected), others, names, bo);
+    std::size_t next = 0;
+    if (b->q_lookup_available) a.vs_q_lookup_test = std::move(c[next++]);
+    if (majority) a.vs_majority_test = std::move(c[next++]);
+    for (; next < c.size(); ++next) a.vs_aios.push_back(std::move(c[next]));
+  }
+
   // Panel.
   PanelEvaluation& p = ev.panel;
   std::vector<const AioEvaluation*> members;
@@ -590,6 +656,32 @@ json::Value jarray(const std::vector<T>& v) {
   return a;
 }
 inline std::string fd(double v) { return format_double(v); }
+/// One statistic of a paired comparison; the McNemar members only for accuracy.
+inline json::Value jpaired(const PairedComparison& p, bool mcnemar) {
+  json::Value o = json::Value::make_object();
+  o.set("difference", jnum(p.difference));
+  o.set("ci_low", jnum(p.ci_low));
+  o.set("ci_high", jnum(p.ci_high));
+  if (mcnemar) {
+    o.set("mcnemar_p", jnum(p.mcnemar_p));
+    o.set("b", jnum(double(p.b)));
+    o.set("c", jnum(double(p.c)));
+  }
+  o.set("verdict", jstr(verdict_name(p.verdict)));
+  return o;
+}
+/// A ModelComparison, or null when it is not available().
+inline json::Value jcomparison(const ModelComparison& c) {
+  if (!c.available()) return json::Value();
+  json::Value o = json::Value::make_object();
+  o.set("n_votes", jnum(double(c.accuracy.n)));
+  o.set("stimuli", jnum(double(c.accuracy.stimuli)));
+  o.set("resamples", jnum(double(c.accuracy.resamples)));
+  o.set("accuracy", jpaired(c.accuracy, true));
+  o.set("mae", jpaired(c.mae, false));
+  o.set("plcc", jpaired(c.plcc, false));
+  return o;
+}
 
 }  // namespace detail
 
@@ -600,10 +692,16 @@ inline std::string fd(double v) { return format_double(v); }
 /// q_lookup_accuracy, bayes_realized_accuracy, bayes_expected_accuracy,
 /// q_lookup_expected_accuracy}}}, "aios": [{name,
 /// observer, target ("observer votes"|"band"), report, share_of_ceiling, expected_accuracy,
-/// expected_share_of_ceiling, vs_q_lookup, vs_majority}], "cross_accuracy": {rows: [names], columns:
+/// expected_share_of_ceiling, vs_q_lookup, vs_majority, vs_q_lookup_test, vs_majority_test,
+/// vs_aios {name: ..}}], "cross_accuracy": {rows: [names], columns:
 /// [ids], values [M][O]}, "panel": {members, argmax, expected, q_lookup: {n, plcc, srcc, krcc,
-/// rmse}}, "rating_distribution": {id: [B][K]}} plus `extra` members appended at the end
-/// (e.g. the program's settings). NaN is null.
+/// rmse}}, "rating_distribution": {id: [B][K]}, "significance": {bootstrap_resamples, seed,
+/// level, test, verdict}} plus `extra` members appended at the end (e.g. the program's
+/// settings). NaN is null. vs_q_lookup / vs_majority are the plain accuracy differences;
+/// vs_q_lookup_test, vs_majority_test and each vs_aios entry are the paired comparisons
+/// (AioEvaluation::vs_q_lookup_test): {n_votes, stimuli, resamples, accuracy {difference, ci_low,
+/// ci_high, mcnemar_p, b, c, verdict}, mae {difference, ci_low, ci_high, verdict}, plcc {..}},
+/// null when not available (AIO0, no Q look-up, no test votes); vs_aios is {} for AIO0.
 inline json::Value summary_json(const StudyEvaluation& ev, const std::vector<std::pair<std::string, json::Value>>& extra = {}) {
   using detail::jnum, detail::jstr;
   json::Value root = json::Value::make_object();
@@ -654,6 +752,11 @@ inline json::Value summary_json(const StudyEvaluation& ev, const std::vector<std
     const ObserverBaselines* b = ev.baselines_of(a);
     o.set("vs_q_lookup", jnum(b ? a.report.exact_accuracy - b->q_lookup.exact_accuracy : kNaN));
     o.set("vs_majority", jnum(b ? a.report.exact_accuracy - b->majority.exact_accuracy : kNaN));
+    o.set("vs_q_lookup_test", detail::jcomparison(a.vs_q_lookup_test));
+    o.set("vs_majority_test", detail::jcomparison(a.vs_majority_test));
+    json::Value others = json::Value::make_object();
+    for (const auto& c : a.vs_aios) others.set(c.against, detail::jcomparison(c));
+    o.set("vs_aios", others);
     aios.push_back(o);
   }
   root.set("aios", aios);
@@ -682,6 +785,16 @@ inline json::Value summary_json(const StudyEvaluation& ev, const std::vector<std
     dist.set(ev.observers[o], bands);
   }
   root.set("rating_distribution", dist);
+
+  json::Value sig = json::Value::make_object();
+  sig.set("bootstrap_resamples", jnum(ev.options.bootstrap));
+  sig.set("seed", json::Value::make_number(double(ev.options.seed), std::to_string(ev.options.seed)));
+  sig.set("level", jnum(0.95));
+  sig.set("test", jstr("paired on the observer's test votes: exact two-sided McNemar on the discordant votes (accuracy); "
+                       "percentile bootstrap of the difference, test stimuli resampled with all their votes"));
+  sig.set("verdict", jstr("accuracy: yes if the interval is above 0 and McNemar p < 0.05, no if below 0 and p < 0.05, "
+                          "else not significant; mae / plcc: the interval alone (lower MAE, higher PLCC is better)"));
+  root.set("significance", sig);
   for (const auto& [k, v] : extra) root.set(k, v);
   return root;
 }
@@ -705,7 +818,12 @@ inline std::string join_votes(const std::vector<int>& votes) {
 ///    look-up accuracy), the differences vs the Q look-up and the majority, and with per-stimulus
 ///    ground truth the expected accuracy and its share of the ceiling, the Bayes predictor's
 ///    realised and expected accuracy on the observer's test votes and the Q look-up's expected
-///    accuracy;
+///    accuracy; then (appended last) the paired significance of the accuracy difference against
+///    the Q look-up and the majority (AioEvaluation::vs_q_lookup_test, vs_majority_test):
+///    beats_q_lookup ("yes" / "no" / "not significant"; empty when not available),
+///    q_lookup_diff_ci_low, q_lookup_diff_ci_high (bootstrap interval of AIO minus Q look-up
+///    accuracy), q_lookup_mcnemar_p, and beats_majority, majority_diff_ci_low / _high,
+///    majority_mcnemar_p;
 ///  - cross_accuracy.csv: aio, then observer_<id> per observer: cross[m][o];
 ///  - panel.csv: predictor (aio_argmax_mean | aio_expected_mean | q_lookup_mean), members, n,
 ///    plcc, srcc, krcc, rmse;
@@ -732,7 +850,10 @@ inline void write_report(const StudyEvaluation& ev, const std::filesystem::path&
         "q_lookup_kappa", "self_agreement_pairs", "self_agreement_exact", "self_agreement_within_one",
         "self_agreement_rmse", "bayes_ceiling", "expected_self_agreement", "truth_q_lookup_accuracy",
         "accuracy_minus_q_lookup", "accuracy_minus_majority", "expected_accuracy", "expected_share_of_ceiling",
-        "bayes_realized_accuracy", "bayes_expected_accuracy", "q_lookup_expected_accuracy"};
+        "bayes_realized_accuracy", "bayes_expected_accuracy", "q_lookup_expected_accuracy",
+        // appended for the paired significance (readers of the columns above are unaffected)
+        "beats_q_lookup", "q_lookup_diff_ci_low", "q_lookup_diff_ci_high", "q_lookup_mcnemar_p", "beats_majority",
+        "majority_diff_ci_low", "majority_diff_ci_high", "majority_mcnemar_p"};
     std::vector<std::vector<std::string>> rows;
     for (const auto& a : ev.aios) {
       const auto& r = a.report;
@@ -753,6 +874,12 @@ inline void write_report(const StudyEvaluation& ev, const std::filesystem::path&
                       fd(b ? r.exact_accuracy - x.majority.exact_accuracy : nan), fd(a.expected_accuracy),
                       fd(a.expected_share_of_ceiling), fd(x.bayes_realized_accuracy), fd(x.bayes_expected_accuracy),
                       fd(x.q_lookup_expected_accuracy)});
+      for (const ModelComparison* c : {&a.vs_q_lookup_test, &a.vs_majority_test}) {
+        const PairedComparison& acc = c->accuracy;
+        const bool ok = c->available();
+        rows.back().insert(rows.back().end(), {ok ? verdict_name(acc.verdict) : "", fd(ok ? acc.ci_low : nan),
+                                               fd(ok ? acc.ci_high : nan), fd(ok ? acc.mcnemar_p : nan)});
+      }
     }
     write_csv(dir / "per_aio.csv", header, rows);
   }
@@ -818,8 +945,10 @@ inline void write_report(const StudyEvaluation& ev, const std::filesystem::path&
 
 /// @brief The terminal summary: one line per model with exact accuracy, within +-1, MAE (arg-max),
 /// quadratic kappa, PLCC (expected vote), and beside them the observer's Q look-up accuracy with
-/// the difference, the majority-vote accuracy, the self-agreement (exact), the Bayes ceiling and
-/// the share of it reached; with per-stimulus ground truth one line per AIO with its expected
+/// the difference, whether the AIO beats the Q look-up ("beats Q": yes / no / n.s., the verdict
+/// of AioEvaluation::vs_q_lookup_test.accuracy; n/a without the comparison or without bootstrap
+/// resamples, with a line explaining the rule below the table), the majority-vote accuracy, the
+/// self-agreement (exact), the Bayes ceiling and the share of it reached; with per-stimulus ground truth one line per AIO with its expected
 /// accuracy and the Bayes predictor's score on the same votes; then the panel lines. "n/a" for
 /// unavailable numbers. AIO0's line is scored against the JPEG band.
 inline std::string format_table(const StudyEvaluation& ev) {
@@ -836,7 +965,7 @@ inline std::string format_table(const StudyEvaluation& ev) {
     return std::string(b);
   };
   const std::vector<std::string> head{"AIO", "target", "n", "exact", "+-1", "MAE", "kappa", "PLCC",
-                                      "Q-look", "vs Q", "major.", "self", "ceiling", "share"};
+                                      "Q-look", "vs Q", "beats Q", "major.", "self", "ceiling", "share"};
   std::vector<std::vector<std::string>> rows;
   for (const auto& a : ev.aios) {
     const auto& r = a.report;
@@ -845,6 +974,9 @@ inline std::string format_table(const StudyEvaluation& ev) {
                     num(r.exact_accuracy), num(r.within_one), num(r.mae_argmax), num(r.quadratic_kappa), num(r.plcc),
                     num(b ? b->q_lookup.exact_accuracy : kNaN),
                     sgn(b ? r.exact_accuracy - b->q_lookup.exact_accuracy : kNaN),
+                    a.vs_q_lookup_test.available() && a.vs_q_lookup_test.accuracy.resamples > 0
+                        ? verdict_short(a.vs_q_lookup_test.accuracy.verdict)
+                        : "n/a",
                     num(b ? b->majority.exact_accuracy : kNaN), num(b ? b->self.exact : kNaN),
                     num(b ? b->truth.bayes_ceiling : kNaN), num(a.share_of_ceiling * 100, 0) + (std::isnan(a.share_of_ceiling) ? "" : "%")});
   }
@@ -866,6 +998,10 @@ inline std::string format_table(const StudyEvaluation& ev) {
   for (auto w : width) total += w + 2;
   out += std::string(total - 2, '-') + "\n";
   for (const auto& r : rows) line(r);
+  if (std::any_of(ev.aios.begin(), ev.aios.end(), [](const AioEvaluation& a) { return a.vs_q_lookup_test.available(); }))
+    out += "beats Q: yes / no = exact accuracy significantly above / below the Q look-up's on the same test votes\n"
+           "  (bootstrap 95 % interval of the difference, " + std::to_string(ev.options.bootstrap) +
+           " resamples of the test stimuli, excludes 0,\n  and exact McNemar p < 0.05); n.s. = not significant\n";
   bool truth_lines = false;
   for (const auto& a : ev.aios) {
     if (std::isnan(a.expected_accuracy)) continue;

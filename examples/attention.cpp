@@ -34,6 +34,7 @@
 
 #include "common/cli.hpp"
 #include "plot/attention_figures.hpp"
+#include "vitiq/data/csv.hpp"
 #include "vitiq/explain/heatmap.hpp"
 #include "vitiq/explain/local_change.hpp"
 #include "vitiq/explain/rollout.hpp"
@@ -449,12 +450,7 @@ struct ShareRow {
   double raw_before, raw_after, rollout_before, rollout_after, gradient_before, gradient_after, vote_before, vote_after;
 };
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
+using vitiq::data::csv_field;  // the one CSV writer (data/csv.hpp)
 
 template <vitiq::Config C>
 void run(const Options& o) {

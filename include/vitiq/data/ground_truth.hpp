@@ -44,9 +44,13 @@ using GroundTruth = std::map<std::string, GroundTruthObserver>;
 /// top-level "observers" array, "id", "expected"."self_agreement_exact", "test"."bayes_ceiling"
 /// and "test"."q_lookup_accuracy".
 namespace ground_truth_keys {
-inline constexpr std::string_view observers = "observers", id = "id", expected = "expected", test = "test",
-                                  self_agreement = "self_agreement_exact", ceiling = "bayes_ceiling",
-                                  q_lookup = "q_lookup_accuracy";
+inline constexpr std::string_view observers = "observers";                 ///< the top-level array
+inline constexpr std::string_view id = "id";                               ///< an entry's observer id
+inline constexpr std::string_view expected = "expected";                   ///< an entry's expected statistics
+inline constexpr std::string_view test = "test";                           ///< an entry's test-split statistics
+inline constexpr std::string_view self_agreement = "self_agreement_exact"; ///< in "expected"
+inline constexpr std::string_view ceiling = "bayes_ceiling";               ///< in "test"
+inline constexpr std::string_view q_lookup = "q_lookup_accuracy";          ///< in "test"
 }  // namespace ground_truth_keys
 
 /// @brief Write the fields of `g` into an observer's "expected" and "test" objects of

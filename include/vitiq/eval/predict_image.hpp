@@ -70,9 +70,7 @@ class ResizeEvalSource : public EvalSource<T> {
     const Stimulus& s = stimuli_[i];
     io::ImageU8 u8 = io::ImageU8::from_shape({std::size_t(s.height), std::size_t(s.width), std::size_t(3)});
     std::copy(s.rgb.begin(), s.rgb.end(), u8.begin());
-    io::ImageF x = io::to_chw_float(u8);
-    if (x.shape(1) != std::size_t(S_) || x.shape(2) != std::size_t(S_)) x = io::resize_bilinear(x, S_, S_);
-    if (normalize_) io::normalize(x, io::imagenet_mean, io::imagenet_std);
+    const io::ImageF x = io::prepare_for_model(u8, S_, normalize_);
     std::transform(x.begin(), x.end(), images, [](float v) { return T(v); });
   }
   /// @brief The label of stimulus i.

@@ -565,6 +565,17 @@ struct Preprocess {
   bool normalize = true;  ///< subtract imagenet_mean, divide by imagenet_std
 };
 
+/// @brief A decoded RGB image [H, W, 3] as model input: RGB in [0, 1], resized to size x size if it
+/// is not already, then normalised with the ImageNet mean and standard deviation when asked.
+/// @return [3, size, size]
+inline ImageF prepare_for_model(const ImageU8& rgb, int size, bool normalize_imagenet) {
+  ImageF img = to_chw_float(rgb);
+  const auto s = static_cast<std::size_t>(size);
+  if (img.shape(1) != s || img.shape(2) != s) img = resize_bilinear(img, size, size);
+  if (normalize_imagenet) normalize(img, imagenet_mean, imagenet_std);
+  return img;
+}
+
 /// @brief Load an image file and turn it into a model input: RGB in [0, 1], resized to
 /// size x size if it is not already (when allowed), then normalised with the ImageNet mean and
 /// standard deviation (when asked).
@@ -575,17 +586,13 @@ struct Preprocess {
 /// @throws IoError / FormatError naming the file when it cannot be read or decoded; Error naming
 ///         the file and both sizes when the image is not size x size and pre.resize is false.
 inline ImageF prepare_for_model(const std::filesystem::path& path, int size, const Preprocess& pre) {
-  ImageF img = to_chw_float(load_image(path));
+  const ImageU8 rgb = load_image(path);
   const auto s = static_cast<std::size_t>(size);
-  if (img.shape(1) != s || img.shape(2) != s) {
-    if (!pre.resize)
-      throw Error(path.string() + ": image is " + std::to_string(img.shape(2)) + " x " +
-                  std::to_string(img.shape(1)) + " (width x height), the model needs " +
-                  std::to_string(size) + " x " + std::to_string(size) + " and resizing is off");
-    img = resize_bilinear(img, size, size);
-  }
-  if (pre.normalize) normalize(img, imagenet_mean, imagenet_std);
-  return img;
+  if (!pre.resize && (rgb.shape(0) != s || rgb.shape(1) != s))
+    throw Error(path.string() + ": image is " + std::to_string(rgb.shape(1)) + " x " +
+                std::to_string(rgb.shape(0)) + " (width x height), the model needs " +
+                std::to_string(size) + " x " + std::to_string(size) + " and resizing is off");
+  return prepare_for_model(rgb, size, pre.normalize);
 }
 
 }  // namespace vitiq::io
